@@ -1,0 +1,1 @@
+"""The Typer CLI: one short module per subcommand."""

@@ -1,0 +1,37 @@
+"""marsctl augment SELECTED --backend NAME."""
+
+from __future__ import annotations
+
+import typer
+
+from marsctl.cli.common import PARAM_HELP, handle_errors, read_input
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command."""
+
+    @app.command("augment")
+    @handle_errors
+    def augment_cmd(
+        selected: str = typer.Argument("-", help="Selected pairs (from 'marsctl select') or '-'."),
+        backend: str = typer.Option("eda", "--backend", help="Augmenter plugin (eda, or an installed one)."),
+        seed: int = typer.Option(0, "--seed", help="Seed for variants and draws."),
+        round_: int = typer.Option(1, "--round", help="Round number written into provenance."),
+        model: str = typer.Option(None, "-m", "--model",
+                                  help="Model dir that scores each pool (needed for won selections)."),
+        output: str = typer.Option("-", "-o", "--output", help="Output JSONL, or '-' for stdout."),
+        param: list[str] = typer.Option(None, "-p", "--param", help=PARAM_HELP),
+    ) -> None:
+        """Emit synthetic pairs (labels kept, provenance added) for rows with budget > 0."""
+        from marsctl import steps, ui
+        from marsctl.records import write_records
+
+        records, name = read_input(selected)
+        aug = steps.make_augmenter(backend, param, seed=seed)
+        todo = sum(1 for r in records if isinstance(r.get("budget"), int) and r["budget"] > 0)
+        with ui.progress(f"augment ({backend})", todo, "pairs") as advance:
+            rows, stats = steps.augment(records, aug, round=round_, model=model, name=name, progress=advance)
+        write_records(rows, output)
+        ui.info(f"augment {backend}: {len(rows)} synthetic pairs from {stats['pairs']} selected pairs"
+                + (f"; {stats['cycled_rows']} rows re-drawn from exhausted pools" if stats["cycled_rows"] else "")
+                + (f"; {stats['short_pools']} pools smaller than their budget" if stats["short_pools"] else ""))

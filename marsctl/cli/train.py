@@ -1,0 +1,36 @@
+"""marsctl train PAIRS -o MODEL_DIR."""
+
+from __future__ import annotations
+
+import typer
+
+from marsctl.cli.common import PARAM_HELP, handle_errors, read_input
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command."""
+
+    @app.command("train")
+    @handle_errors
+    def train_cmd(
+        pairs: str = typer.Argument("-", help="Preference pairs (JSONL) or '-' for stdin."),
+        output: str = typer.Option(..., "-o", "--output", help="Model directory to write."),
+        head: str = typer.Option(None, "--head", help="Reward head plugin (default mlp, or --init's)."),
+        epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the head's)."),
+        seed: int = typer.Option(0, "--seed", help="Seed for initialisation and shuffling."),
+        init: str = typer.Option(None, "--init", help="Continue training from this model directory."),
+        param: list[str] = typer.Option(None, "-p", "--param", help=PARAM_HELP),
+    ) -> None:
+        """Train a Bradley–Terry reward head and save it as a model directory."""
+        from marsctl import steps, ui
+        from marsctl.embed import encoder_stats
+
+        records, name = read_input(pairs)
+        model = steps.train(records, head=head, params=param, epochs=epochs, seed=seed, init=init)
+        if model.is_main_process():
+            model.save(output)
+            m = model.manifest_
+            emb = encoder_stats()
+            ui.info(f"trained {model.name} on {len(records)} pairs from {name}: epochs={m.get('epochs')} "
+                    f"final loss={m.get('final_loss')} → {output} "
+                    f"(embedded {emb['misses']} new texts, {emb['hits']} from cache)")

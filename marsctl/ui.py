@@ -1,0 +1,82 @@
+"""Stderr output: the console, progress bars and tables. stdout carries only records."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+_console = None
+
+
+def console() -> Any:
+    """The shared rich Console on stderr (colour only on a TTY, NO_COLOR honoured)."""
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None,
+                           highlight=False)
+    return _console
+
+
+def info(message: str) -> None:
+    """A log line on stderr."""
+    console().print(message, markup=False)
+
+
+def warn(message: str) -> None:
+    """A warning on stderr."""
+    console().print(f"Warning: {message}", style="yellow", markup=False)
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None, unit: str = "items") -> Iterator[Any]:
+    """A progress bar on stderr; yields ``advance(n)``. Quiet when stderr is not a TTY or total is small."""
+    show = sys.stderr.isatty() and (total is None or total > 0) and not os.environ.get("MARSCTL_NO_PROGRESS")
+    if not show:
+        yield lambda n=1: None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console(), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """Print a table on stderr."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for j, c in enumerate(columns):
+        numeric = all(isinstance(r[j], int | float) or _looks_numeric(r[j]) for r in rows if r[j] not in ("", None))
+        t.add_column(c, justify="right" if numeric and rows else "left")
+    for r in rows:
+        t.add_row(*[_fmt(v) for v in r])
+    console().print(t)
+
+
+def _looks_numeric(v: Any) -> bool:
+    try:
+        float(str(v).split()[0].strip("[],"))
+    except (ValueError, IndexError):
+        return False
+    return True
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "" if v is None else str(v)

@@ -80,3 +80,44 @@ def selection_summary(margins: Sequence[float], q: Sequence[float], budgets: Seq
         "margin_std": round(population_std(margins), 6),
         "margin_mean": round(sum(margins) / len(margins), 6) if margins else 0.0,
     }
+
+
+def mix_uniform(q: Sequence[float], weight: float) -> list[float]:
+    """(1 − λ)·q + λ/n: a mixture with uniform that bounds how far a selection can tilt.
+
+    >>> mix_uniform([1.0, 0.0], 0.5)
+    [0.75, 0.25]
+    """
+    check_interval(weight, "mix_uniform", "select", low=0, high=1)
+    n = len(q)
+    return [(1 - weight) * x + weight / n for x in q]
+
+
+def capped_allocation(q: Sequence[float], budget: int, cap: int, seed: int = 0) -> list[int]:
+    """Largest-remainder budgets with b_i ≤ cap: overflow is re-spread over uncapped pairs by q.
+
+    >>> capped_allocation([0.9, 0.05, 0.05], 10, cap=4)
+    [4, 3, 3]
+    """
+    check_interval(cap, "cap", "select", kind=int, low=1)
+    n = len(q)
+    if cap * n < budget:
+        msg = f"a cap of {cap} rows per pair over {n} pairs cannot hold a budget of {budget}"
+        raise ValueError(msg)
+    fixed = [0] * n
+    free = list(range(n))
+    left = budget
+    while True:
+        weights = [q[i] for i in free]
+        if sum(weights) <= 0:
+            weights = [1.0] * len(free)
+        b = largest_remainder(weights, left, seed=seed)
+        over = [i for i, bi in zip(free, b, strict=True) if bi > cap]
+        if not over:
+            for i, bi in zip(free, b, strict=True):
+                fixed[i] = bi
+            return fixed
+        for i in over:
+            fixed[i] = cap
+        left -= cap * len(over)
+        free = [i for i in free if i not in set(over)]

@@ -48,12 +48,31 @@ class RefineConfig:
     augment_params: list[str] = field(default_factory=list)
     merge: str = "replace"
     seed: int = 0
+    cap: int | None = 25
+    mix_uniform: float = 0.0
+    match_steps: bool = False
+    crossfit: int = 0
+    guard: bool = False
+    pool_seed: int | None = None
 
     def __post_init__(self) -> None:
         check_interval(self.rounds, "rounds", "refine", kind=int, low=0)
         if self.budget is not None:
             check_interval(self.budget, "budget", "refine", kind=int, low=1)
+        if self.cap is not None:
+            check_interval(self.cap, "cap", "refine", kind=int, low=1)
+        check_interval(self.mix_uniform, "mix_uniform", "refine", low=0, high=1)
         check_choice(self.merge, "merge", "refine", ["replace", "accumulate"])
+        if self.crossfit:
+            check_interval(self.crossfit, "crossfit", "refine", kind=int, low=2, high=20)
+
+
+NONE = "none"  # strategy name of the no-augmentation control: later rounds train on base pairs only
+
+# A selection fails the guard when it concentrates the budget (ESS below this share of the pairs) or
+# spends most of it on pairs the model ranks the wrong way (likely label noise on human data).
+GUARD_MIN_ESS_SHARE = 0.25
+GUARD_MAX_NEGATIVE_SHARE = 0.5
 
 
 # Keys that may change on --resume (extending a run) without invalidating finished rounds.
@@ -79,6 +98,8 @@ class RefineRun:
         plugins = {}
         for kind, name in (("head", self.config.head), ("augmenter", self.config.backend),
                            ("selector", self.config.strategy)):
+            if name == NONE:
+                continue
             cls = registry.load(kind, name)
             plugins[kind] = {"name": name, "version": getattr(cls, "version", "?")}
         return {
@@ -170,37 +191,92 @@ class RefineRun:
             if k > 0:
                 prev = self.out / f"round-{k - 1}"
                 init = prev / "model"
-                scored_prev = read_pairs(prev / "scored.jsonl")
-                selected, sel = steps.select(scored_prev, strategy=cfg.strategy, budget=self.budget,
-                                             params=cfg.selector_params, seed=derive_seed(cfg.seed, "select", k),
-                                             name=str(prev / "scored.jsonl"))
-                write_records(selected, tmp / "selected.jsonl")
-                aug = steps.make_augmenter(cfg.backend, cfg.augment_params, seed=cfg.seed)
-                with ui.progress(f"round {k}: augment ({cfg.backend})",
-                                 sum(1 for r in selected if r["budget"] > 0), "pairs") as advance:
-                    synthetic, aug_stats = steps.augment(selected, aug, round=k, model=init, progress=advance)
-                write_records(synthetic, tmp / "synthetic.jsonl")
-                if cfg.merge == "accumulate":
-                    for j in range(1, k):
-                        train_set += read_pairs(self.out / f"round-{j}" / "synthetic.jsonl", allow_empty=True)
-                train_set += synthetic
-                metrics["selection"] = sel
-                metrics["augment"] = aug_stats
+                if cfg.strategy != NONE:
+                    train_set += self._augment_round(k, prev, tmp, metrics)
             write_records(train_set, tmp / "train.jsonl")
+            epochs = self._epochs(train_set, k)
             head = steps.train(train_set, head=cfg.head, params=None if init else cfg.head_params,
-                               epochs=cfg.epochs, seed=derive_seed(cfg.seed, "train", k), init=init)
+                               epochs=epochs, seed=derive_seed(cfg.seed, "train", k), init=init)
             head.save(tmp / "model")
             scored = head.score(self.base)
             write_records(scored, tmp / "scored.jsonl")
             metrics.update(self._train_metrics(head, train_set, scored))
             if self.heldout is not None:
-                metrics["eval"] = evaluate(head.score(self.heldout), seed=cfg.seed)
+                scored_held = head.score(self.heldout)
+                metrics["eval"] = evaluate(scored_held, seed=cfg.seed)
+                metrics["eval_margins"] = [r["pred_margin"] for r in scored_held]
             write_json(metrics, tmp / "metrics.json")
             tmp.rename(self.out / f"round-{k}")
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return metrics
+
+    def _epochs(self, train_set: list[dict[str, Any]], k: int) -> int | None:
+        """Epochs for round k: the configured ones, or scaled so optimiser steps match base-only training."""
+        cfg = self.config
+        if not cfg.match_steps or k == 0:
+            return cfg.epochs
+        base_epochs = cfg.epochs
+        if base_epochs is None:
+            base_epochs = registry.load("head", cfg.head).Config().epochs
+        return max(1, round(base_epochs * len(self.base) / len(train_set)))
+
+    def _margins_for_selection(self, k: int, prev: Path) -> list[dict[str, Any]]:
+        """Base pairs scored by round k−1's model, or cross-fitted: each fold by a model that never saw it."""
+        cfg = self.config
+        scored = read_pairs(prev / "scored.jsonl")
+        if not cfg.crossfit:
+            return scored
+        prev_train = read_pairs(prev / "train.jsonl")
+        folds = [i % cfg.crossfit for i in range(len(scored))]
+        out = list(scored)
+        for f in range(cfg.crossfit):
+            held = {scored[i]["id"] for i in range(len(scored)) if folds[i] == f}
+            rows = [r for r in prev_train if r["id"] not in held and r.get("parent_id") not in held]
+            head = steps.train(rows, head=cfg.head, params=cfg.head_params, epochs=cfg.epochs,
+                               seed=derive_seed(cfg.seed, "crossfit", k, f))
+            idx = [i for i in range(len(scored)) if folds[i] == f]
+            for i, rec in zip(idx, head.score([self.base[i] for i in idx]), strict=True):
+                out[i] = {**scored[i], **{key: rec[key] for key in
+                                          ("score_chosen", "score_rejected", "pred_margin", "p_chosen")}}
+        return out
+
+    def _augment_round(self, k: int, prev: Path, tmp: Path, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+        """Select on round k−1's margins, augment, and return this round's synthetic pairs."""
+        cfg = self.config
+        init = prev / "model"
+        scored_prev = self._margins_for_selection(k, prev)
+        sel_seed = derive_seed(cfg.seed, "select", k)
+        select_args = {"budget": self.budget, "seed": sel_seed, "cap": cfg.cap, "mix": cfg.mix_uniform,
+                       "name": str(prev / "scored.jsonl")}
+        selected, sel = steps.select(scored_prev, strategy=cfg.strategy, params=cfg.selector_params,
+                                     **select_args)
+        if cfg.guard:
+            reasons = guard_reasons(sel)
+            if reasons:
+                ui.warn(f"round {k}: the {cfg.strategy} selection failed the guard ({'; '.join(reasons)}); "
+                        f"spending this round's budget uniformly instead")
+                rejected = sel
+                selected, sel = steps.select(scored_prev, strategy="uniform", **select_args)
+                sel["guard"] = {"passed": False, "reasons": reasons, "rejected_selection": rejected}
+            else:
+                sel["guard"] = {"passed": True, "reasons": []}
+        write_records(selected, tmp / "selected.jsonl")
+        pool_seed = cfg.seed if cfg.pool_seed is None else cfg.pool_seed
+        aug = steps.make_augmenter(cfg.backend, cfg.augment_params, seed=pool_seed, draw_seed=cfg.seed)
+        with ui.progress(f"round {k}: augment ({cfg.backend})",
+                         sum(1 for r in selected if r["budget"] > 0), "pairs") as advance:
+            synthetic, aug_stats = steps.augment(selected, aug, round=k, model=init, progress=advance)
+        write_records(synthetic, tmp / "synthetic.jsonl")
+        sel["novelty"] = novelty(selected, synthetic, load_head(init))
+        metrics["selection"] = sel
+        metrics["augment"] = aug_stats
+        rows: list[dict[str, Any]] = []
+        if cfg.merge == "accumulate":
+            for j in range(1, k):
+                rows += read_pairs(self.out / f"round-{j}" / "synthetic.jsonl", allow_empty=True)
+        return rows + synthetic
 
     @staticmethod
     def _train_metrics(head: Any, train_set: list[dict[str, Any]], scored_base: list[dict[str, Any]]) -> dict:
@@ -253,6 +329,40 @@ class RefineRun:
                                      .get("eval") or {}).get("length_baseline")
                                     if (self.out / "round-0").exists() else None),
                 "rounds": rows, "timing": manifest["timing"]}
+
+
+def guard_reasons(sel: dict[str, Any]) -> list[str]:
+    """Why a selection should not spend the budget (empty when it passes)."""
+    reasons = []
+    if sel["ess"] < GUARD_MIN_ESS_SHARE * sel["pairs"]:
+        reasons.append(f"ESS {sel['ess']:.1f} < {GUARD_MIN_ESS_SHARE} × {sel['pairs']} pairs")
+    if sel["share_negative_margin"] > GUARD_MAX_NEGATIVE_SHARE:
+        reasons.append(f"{sel['share_negative_margin']:.2f} of the budget on Δ < 0 (> {GUARD_MAX_NEGATIVE_SHARE})")
+    return reasons
+
+
+def novelty(selected: list[dict[str, Any]], synthetic: list[dict[str, Any]], head: Any) -> dict[str, Any]:
+    """Correlation between a pair's margin and its synthetic rows' mean margin (same model).
+
+    Near 1 means the synthetic rows are near-copies in the head's eyes: selecting them mostly
+    re-weights the base pairs instead of adding information.
+    """
+    import numpy as np
+
+    if not synthetic:
+        return {"corr": None, "pairs": 0}
+    scored = head.score(synthetic)
+    by_parent: dict[str, list[float]] = {}
+    for r in scored:
+        by_parent.setdefault(r["parent_id"], []).append(r["pred_margin"])
+    base = {r["id"]: r["pred_margin"] for r in selected}
+    ids = [i for i in by_parent if i in base]
+    if len(ids) < 3:
+        return {"corr": None, "pairs": len(ids)}
+    x = np.array([base[i] for i in ids])
+    y = np.array([np.mean(by_parent[i]) for i in ids])
+    corr = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else None
+    return {"corr": corr, "pairs": len(ids), "mean_shift": float((y - x).mean())}
 
 
 def _f(v: Any, fmt: str = ".4f") -> str:

@@ -93,8 +93,9 @@ class Head(ABC):
         return True
 
     # -- done once, here ---------------------------------------------------------------------------
-    def score(self, records: list[dict[str, Any]], batch_size: int = 256) -> list[dict[str, Any]]:
+    def score(self, records: list[dict[str, Any]], batch_size: int | None = None) -> list[dict[str, Any]]:
         """Return copies of ``records`` with score_chosen, score_rejected, pred_margin, p_chosen."""
+        batch_size = batch_size or 256
         prompts = [r["prompt"] for r in records]
         out: list[dict[str, Any]] = []
         sc: list[float] = []
@@ -251,9 +252,10 @@ class Augmenter(ABC):
     version: ClassVar[str] = __version__
     Config: ClassVar[type] = PoolConfig
 
-    def __init__(self, config: Any = None, *, seed: int = 0):
+    def __init__(self, config: Any = None, *, seed: int = 0, draw_seed: int | None = None):
         self.config = config if config is not None else self.Config()
-        self.seed = seed
+        self.seed = seed  # seeds the variants (the pool)
+        self.draw_seed = seed if draw_seed is None else draw_seed  # seeds which pool rows are drawn
         self.stats_: dict[str, int] = {"pairs": 0, "rows": 0, "cycled_rows": 0, "short_pools": 0}
 
     @abstractmethod
@@ -310,7 +312,7 @@ class Augmenter(ABC):
         if not pool:
             self.stats_["short_pools"] += 1
             return []
-        rng = random.Random(derive_seed(self.seed, "draw", round, pair["id"]))
+        rng = random.Random(derive_seed(self.draw_seed, "draw", round, pair["id"]))
         if b < 0:  # the whole pool, in order
             picks = list(range(len(pool)))
         else:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from marsctl import registry
-from marsctl.alloc import largest_remainder, selection_summary
+from marsctl.alloc import capped_allocation, largest_remainder, mix_uniform, selection_summary
 from marsctl.errors import ConfigError, DataError
 from marsctl.params import check_interval
 from marsctl.plugin import Augmenter, Head, derive_seed, load_head
@@ -73,7 +73,8 @@ def train(
     return model
 
 
-def score(records: list[dict[str, Any]], model: Head | str | Path, batch_size: int = 256) -> list[dict[str, Any]]:
+def score(records: list[dict[str, Any]], model: Head | str | Path,
+          batch_size: int | None = None) -> list[dict[str, Any]]:
     """Score records with a head (or a model directory): adds score fields and pred_margin."""
     head = model if isinstance(model, Head) else load_head(model)
     return head.score(records, batch_size=batch_size)
@@ -86,15 +87,29 @@ def select(
     budget: int,
     params: list[str] | dict[str, Any] | None = None,
     seed: int = 0,
+    cap: int | None = None,
+    mix: float = 0.0,
     name: str = "<input>",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Allocate an integer budget over scored base pairs; returns (rows with ``budget``, summary)."""
+    """Allocate an integer budget over scored base pairs; returns (rows with ``budget``, summary).
+
+    ``cap`` bounds rows per pair (overflow is re-spread); ``mix`` blends q with uniform.
+    """
     check_interval(budget, "budget", "select", kind=int, low=1)
     require_fields(scored, SCORE_NEEDED, name, "score the pairs first: marsctl score PAIRS -m MODEL")
     selector = registry.create("selector", strategy, params)
     margins = [float(r["pred_margin"]) for r in scored]
     q = selector.weights(margins)
-    budgets = largest_remainder(q, budget, seed=derive_seed(seed, "select"))
+    if mix:
+        q = mix_uniform(q, mix)
+    tie_seed = derive_seed(seed, "select")
+    if cap is not None:
+        try:
+            budgets = capped_allocation(q, budget, cap, seed=tie_seed)
+        except ValueError as e:
+            raise ConfigError(f"select: {e}", hint="raise --cap or lower --budget") from None
+    else:
+        budgets = largest_remainder(q, budget, seed=tie_seed)
     out = []
     for rec, b, w in zip(scored, budgets, q, strict=True):
         new = dict(rec)
@@ -102,6 +117,10 @@ def select(
         new["selection"] = {"strategy": selector.name, "weight": round(w, 8), "pick": selector.pick}
         out.append(new)
     summary = selection_summary(margins, q, budgets)
+    longer = [len(r["chosen"]) > len(r["rejected"]) for r in scored]
+    summary["p_chosen_longer_selected"] = round(sum(b for b, x in zip(budgets, longer, strict=True) if x) / budget, 4)
+    summary["p_chosen_longer_all"] = round(sum(longer) / len(longer), 4)
+    summary["cap"], summary["mix_uniform"] = cap, mix
     summary["strategy"] = selector.name
     summary["params"] = dict(selector.config.__dict__)
     if hasattr(selector, "alpha_eff"):
@@ -109,9 +128,13 @@ def select(
     return out, summary
 
 
-def make_augmenter(backend: str, params: list[str] | dict[str, Any] | None = None, seed: int = 0) -> Augmenter:
-    """Build an augmenter plugin by name."""
-    return registry.create("augmenter", backend, params, seed=seed)
+def make_augmenter(backend: str, params: list[str] | dict[str, Any] | None = None, seed: int = 0,
+                   draw_seed: int | None = None) -> Augmenter:
+    """Build an augmenter plugin by name (``seed`` seeds the variants, ``draw_seed`` the draws)."""
+    aug = registry.create("augmenter", backend, params, seed=seed)
+    if draw_seed is not None:
+        aug.draw_seed = draw_seed
+    return aug
 
 
 def augment(

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
         pairs: str = typer.Argument("-", help="Pairs (JSONL) or '-' for stdin."),
         model: str = typer.Option(..., "-m", "--model", help="Model directory from 'marsctl train'."),
         output: str = typer.Option("-", "-o", "--output", help="Output JSONL, or '-' for stdout."),
-        batch_size: int = typer.Option(256, "--batch-size", help="Pairs per scoring batch."),
+        batch_size: int = typer.Option(None, "--batch-size", help="Pairs per scoring batch (default: the head's)."),
     ) -> None:
         """Add score_chosen, score_rejected, pred_margin and p_chosen to every pair."""
         from marsctl import steps, ui
@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
         from marsctl.plugin import load_head
         from marsctl.records import write_records
 
-        check_interval(batch_size, "batch_size", "score", kind=int, low=1)
+        if batch_size is not None:
+            check_interval(batch_size, "batch_size", "score", kind=int, low=1)
         head = load_head(model)
         records, name = read_input(pairs)
         scored = steps.score(records, head, batch_size=batch_size)

@@ -8,8 +8,9 @@ from marsctl.cli.common import PARAM_HELP, handle_errors, read_input
 
 STRATEGY_HELP = (
     "Selector: mars-abs (v1: softmax(−α|Δ|), ambiguous pairs), mars (v2, signed: softmax(−αΔ); measured "
-    "caveat: on noisy labels it favours likely label noise), uniform (the paper's baseline), won "
-    "(West-of-N: equal share, keep each pool's highest-margin rows), or a plugin."
+    "caveat: on noisy labels it favours likely label noise), mars-robust (|Δ| with pairs below −floor·std(Δ) "
+    "skipped), uniform (the paper's baseline), won (West-of-N: equal share, keep each pool's highest-margin "
+    "rows), or a plugin."
 )
 
 
@@ -26,6 +27,8 @@ def register(app: typer.Typer) -> None:
         alpha_scale: str = typer.Option(None, "--alpha-scale",
                                         help="none | std: α_eff = α / std(Δ) (scale-free)."),
         seed: int = typer.Option(0, "--seed", help="Seed for the tie-breaking draw."),
+        cap: int = typer.Option(None, "--cap", help="At most this many rows per pair (e.g. the pool size, 25)."),
+        mix: float = typer.Option(0.0, "--mix-uniform", help="Blend q with uniform: (1−λ)q + λ/n."),
         output: str = typer.Option("-", "-o", "--output", help="Output JSONL, or '-' for stdout."),
         param: list[str] = typer.Option(None, "-p", "--param", help=PARAM_HELP),
     ) -> None:
@@ -36,7 +39,7 @@ def register(app: typer.Typer) -> None:
         params = selector_params(param, alpha, alpha_scale)
         records, name = read_input(scored)
         rows, summary = steps.select(records, strategy=strategy, budget=budget, params=params, seed=seed,
-                                     name=name)
+                                     cap=cap, mix=mix, name=name)
         write_records(rows, output)
         print_summary(summary)
 
@@ -59,5 +62,6 @@ def print_summary(s: dict) -> None:
     ui.info(
         f"select {s['strategy']}{alpha}: budget {s['budget']} over {s['pairs']} pairs; "
         f"{s['pairs_selected']} pairs get ≥1, largest b_i={s['max_budget']}, ESS={s['ess']}, "
-        f"share of budget on Δ<0: {s['share_negative_margin']:.3f}, std(Δ)={s['margin_std']:.4f}"
+        f"share of budget on Δ<0: {s['share_negative_margin']:.3f}, std(Δ)={s['margin_std']:.4f}; "
+        f"P(chosen longer) selected {s['p_chosen_longer_selected']:.3f} vs all {s['p_chosen_longer_all']:.3f}"
     )

@@ -62,6 +62,41 @@ class MarsAbsSelector(MarsSelector):
         return [abs(m) for m in margins]
 
 
+@dataclass
+class RobustConfig(AlphaConfig):
+    """mars-robust: ambiguity by |Δ|, with strongly mis-ranked pairs treated as likely label noise."""
+
+    alpha_scale: str = field(default="std", metadata={"help": "none | std (default std: scale-free)."})
+    floor: float = field(default=1.0, metadata={
+        "help": "Pairs with Δ < −floor·std(Δ) get no budget (likely label noise)."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_interval(self.floor, "floor", "select", low=0)
+
+
+class MarsRobustSelector(MarsSelector):
+    """Noise-aware MARS: q ∝ exp(−α_eff·|Δ|) for Δ ≥ −floor·std(Δ), 0 below.
+
+    Mis-ranked pairs far below zero are more often label noise than hard examples on noisy human
+    data; this variant spends the budget on ambiguous pairs and skips those.
+    """
+
+    name: ClassVar[str] = "mars-robust"
+    Config: ClassVar[type] = RobustConfig
+
+    def weights(self, margins: list[float]) -> list[float]:
+        """softmax over |Δ| restricted to Δ ≥ −floor·std(Δ) (uniform if that leaves no pair)."""
+        a = self.alpha_eff(margins)
+        limit = -self.config.floor * population_std(margins)
+        keep = [m >= limit for m in margins]
+        if not any(keep):
+            return [1.0 / len(margins)] * len(margins)
+        q = softmax([-a * abs(m) for m, k in zip(margins, keep, strict=True) if k])
+        it = iter(q)
+        return [next(it) if k else 0.0 for k in keep]
+
+
 class UniformSelector(Selector):
     """The paper's main baseline: q = 1/n."""
 

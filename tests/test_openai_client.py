@@ -230,3 +230,31 @@ def test_real_round_trip_to_llama_cpp_server(llama_server):
                       "Rewrite this sentence in different words.", 2)
     assert len(out) == 1 and all(isinstance(t, str) and t for t in out[0])
     assert aug.client.stats["requests"] == 3  # /models + two samples
+
+
+def test_cli_semantic_refinement_through_the_openai_backend(server, tmp_path):
+    """augment --semantic-refine: low-contrast pairs are rewritten by the server, pools use the new texts."""
+    from conftest import FIXTURES, read_jsonl, run_cli
+
+    rows = read_jsonl(FIXTURES / "tiny.jsonl")[:8]
+    selected = "".join(json.dumps({**r, "pred_margin": 0.0, "budget": 2}) + "\n" for r in rows)
+    args = ["augment", "-", "--backend", "openai", "--semantic-refine", "--refine-tries", "2",
+            "-p", f"base_url={server}/ok/v1", "-p", "n_variants=2", "-p", "oversample=1",
+            "-p", "sim_low=-1.0", "-p", "sim_high=1.0", "-p", "len_low=0.0", "-p", "len_high=50.0"]
+    proc = run_cli(*args, input=selected, env={"MARSCTL_CACHE_DIR": str(tmp_path / "c")}, check=True)
+    out = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert "semantic refinement:" in proc.stderr and len(out) == 16
+    refined = [r for r in out if r.get("semantic", {}).get("refined")]
+    assert refined, proc.stderr
+    for r in refined:
+        assert r["semantic"]["d_after"] > r["semantic"]["d_before"]
+
+
+def test_cli_semantic_refinement_refuses_a_non_generative_backend(tmp_path):
+    from conftest import FIXTURES, read_jsonl, run_cli
+
+    rows = read_jsonl(FIXTURES / "tiny.jsonl")[:2]
+    selected = "".join(json.dumps({**r, "pred_margin": 0.0, "budget": 1}) + "\n" for r in rows)
+    proc = run_cli("augment", "-", "--backend", "eda", "--semantic-refine", input=selected)
+    assert proc.returncode == 2 and "semantic refinement needs a generative augmenter" in proc.stderr
+    assert proc.stdout == ""

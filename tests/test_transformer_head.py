@@ -216,3 +216,25 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
 
     assert abs(acc(runs["two"]) - acc(runs["one"])) <= 1 / 16
     assert max(abs(a - b) for a, b in zip(runs["one"], runs["two"], strict=True)) < 1e-3
+
+
+def test_refine_and_compare_run_with_the_transformer_head(tmp_path):
+    """refine --head transformer (weights carry forward in HF format) and compare --head transformer."""
+    import json as _json
+
+    from conftest import run_cli
+
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(_json.dumps(r) + "\n" for r in _pairs()[:16]))
+    params = [a for k, v in TINY.items() if k != "epochs" for a in ("-p", f"{k}={v}")]
+    run_cli("refine", str(data), "--head", "transformer", *params, "--rounds", "1", "--budget", "8",
+            "--epochs", "1", "--out", str(tmp_path / "run"), check=True)
+    r1 = tmp_path / "run" / "round-1" / "model"
+    meta = _json.loads((r1 / "marsctl.json").read_text())
+    assert meta["head"] == "transformer" and meta["training"]["init"].endswith("round-0/model")
+    assert (r1 / "config.json").exists() and (r1 / "model.safetensors").exists()
+    proc = run_cli("compare", str(data), "--head", "transformer", *params, "--seeds", "1", "--strategies",
+                   "none,uniform", "--protocols", "epochs", "--budget", "6", "--epochs", "1",
+                   "--test-frac", "0.4", "--out", str(tmp_path / "cmp"), check=True)
+    assert "compare, epochs protocol" in proc.stderr
+    assert (tmp_path / "cmp" / "table.md").exists()

@@ -19,6 +19,9 @@ def register(app: typer.Typer) -> None:
         round_: int = typer.Option(1, "--round", help="Round number written into provenance."),
         model: str = typer.Option(None, "-m", "--model",
                                   help="Model dir that scores each pool (needed for won selections)."),
+        semantic: bool = typer.Option(False, "--semantic-refine",
+                                      help="MARS v2: first rewrite low-contrast pairs (needs rewrite/openai)."),
+        tries: int = typer.Option(5, "--refine-tries", help="Candidates per side for --semantic-refine."),
         output: str = typer.Option("-", "-o", "--output", help="Output JSONL, or '-' for stdout."),
         param: list[str] = typer.Option(None, "-p", "--param", help=PARAM_HELP),
     ) -> None:
@@ -30,8 +33,17 @@ def register(app: typer.Typer) -> None:
         aug = steps.make_augmenter(backend, param, seed=seed)
         todo = sum(1 for r in records if isinstance(r.get("budget"), int) and r["budget"] > 0)
         with ui.progress(f"augment ({backend})", todo, "pairs") as advance:
-            rows, stats = steps.augment(records, aug, round=round_, model=model, name=name, progress=advance)
+            rows, stats = steps.augment(records, aug, round=round_, model=model, name=name, progress=advance,
+                                        semantic_tries=tries if semantic else 0)
         write_records(rows, output)
+        if "semantic" in stats:
+            s = stats["semantic"]
+            ui.info(f"semantic refinement: {s['low_contrast']} low-contrast pairs (d < {s['threshold']:.4f}); "
+                    f"rewrote rejected in {s['refined_rejected']}, chosen in {s['refined_chosen']}, "
+                    f"kept {s['kept']}; mean d {s['mean_d_before']:.4f} → {s['mean_d_after']:.4f}")
+        extra = {k: v for k, v in stats.items() if k.startswith(("filter_", "cache_", "generate_"))}
+        if extra:
+            ui.info("augment stats: " + ", ".join(f"{k}={v}" for k, v in sorted(extra.items())))
         ui.info(f"augment {backend}: {len(rows)} synthetic pairs from {stats['pairs']} selected pairs"
                 + (f"; {stats['cycled_rows']} rows re-drawn from exhausted pools" if stats["cycled_rows"] else "")
                 + (f"; {stats['short_pools']} pools smaller than their budget" if stats["short_pools"] else ""))

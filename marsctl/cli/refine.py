@@ -31,6 +31,16 @@ def register(app: typer.Typer) -> None:
                                   help="replace: each round trains on base ∪ this round's synthetic (v2); "
                                        "accumulate: keep earlier rounds' synthetic pairs (v1)."),
         seed: int = typer.Option(0, "--seed", help="Seed for everything in the run."),
+        cap: int = typer.Option(25, "--cap", help="At most this many synthetic rows per pair and round."),
+        mix: float = typer.Option(0.0, "--mix-uniform", help="Blend the selection with uniform: (1−λ)q + λ/n."),
+        match_steps: bool = typer.Option(False, "--match-steps",
+                                         help="Scale each round's epochs so optimiser steps match base-only."),
+        crossfit: int = typer.Option(0, "--crossfit", help="Select on K-fold cross-fitted margins (0: off)."),
+        guard: bool = typer.Option(False, "--guard",
+                                   help="Fall back to uniform when a selection fails the guard (ESS, Δ<0 share)."),
+        semantic: bool = typer.Option(False, "--semantic-refine",
+                                      help="MARS v2: rewrite low-contrast pairs first (rewrite/openai backends)."),
+        tries: int = typer.Option(5, "--refine-tries", help="Candidates per side for --semantic-refine."),
         head_param: list[str] = typer.Option(None, "-p", "--param", help="Head parameter key=value."),
         select_param: list[str] = typer.Option(None, "--select-param", help="Selector parameter key=value."),
         augment_param: list[str] = typer.Option(None, "--augment-param", help="Augmenter parameter key=value."),
@@ -43,7 +53,9 @@ def register(app: typer.Typer) -> None:
         config = RefineConfig(rounds=rounds, budget=budget, strategy=strategy,
                               selector_params=selector_params(select_param, alpha, alpha_scale),
                               head=head, head_params=list(head_param or []), epochs=epochs, backend=backend,
-                              augment_params=list(augment_param or []), merge=merge, seed=seed)
+                              augment_params=list(augment_param or []), merge=merge, seed=seed, cap=cap,
+                              mix_uniform=mix, match_steps=match_steps, crossfit=crossfit, guard=guard,
+                              semantic_tries=tries if semantic else 0)
         records, name = read_input(pairs)
         held = read_pairs(heldout) if heldout else None
         if held is None:

@@ -321,9 +321,9 @@ class GenerativeAugmenter(Augmenter):
     def encoder(self) -> Any:
         """The sentence encoder used by the similarity filters (the bundled MiniLM by default)."""
         if self._encoder is None:
-            from marsctl.embed import Encoder
+            from marsctl.embed import get_encoder
 
-            self._encoder = Encoder()
+            self._encoder = get_encoder()  # the process-wide instance every command shares
         return self._encoder
 
     def _new_filter(self) -> QualityFilter:

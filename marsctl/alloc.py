@@ -78,6 +78,8 @@ def selection_summary(margins: Sequence[float], q: Sequence[float], budgets: Seq
         "pairs_selected": sum(1 for b in budgets if b > 0),
         "share_negative_margin": round(neg / budget, 4) if budget else 0.0,
         "margin_std": round(population_std(margins), 6),
+        "curvature_weight": round(sum(1 / (2 + math.exp(m) + math.exp(-m)) for m in margins) / len(margins), 6)
+        if margins else 0.0,
         "margin_mean": round(sum(margins) / len(margins), 6) if margins else 0.0,
     }
 

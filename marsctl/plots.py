@@ -23,6 +23,13 @@ def compare_plots(out: Path, results: list[dict[str, Any]], report: dict[str, An
     return [str(p) for p in written]
 
 
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _accuracy(out: Path, report: dict[str, Any]) -> Path:
     protocols = list(report["protocols"])
     fig, axes = plt.subplots(1, len(protocols), figsize=(5.5 * len(protocols), 4), squeeze=False)
@@ -40,11 +47,7 @@ def _accuracy(out: Path, report: dict[str, Any]) -> Path:
         ax.set_ylabel("held-out pairwise accuracy (%)")
         ax.set_title(f"{protocol} protocol (mean, 95% CI over seeds × pairs)", fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "accuracy.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "accuracy.png")
 
 
 def _by_round(out: Path, results: list[dict[str, Any]], report: dict[str, Any]) -> Path:
@@ -59,11 +62,7 @@ def _by_round(out: Path, results: list[dict[str, Any]], report: dict[str, Any]) 
         ax.set_ylabel("held-out accuracy (%), mean over seeds")
         ax.set_title(f"{protocol} protocol", fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "accuracy_by_round.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "accuracy_by_round.png")
 
 
 def _read_margins(path: Path) -> np.ndarray:
@@ -82,11 +81,7 @@ def _margins(out: Path, run: dict[str, Any]) -> Path:
     ax.set_ylabel("pairs")
     ax.set_title(f"margins per round: {run['strategy']}, {run['protocol']} protocol, seed {run['seed']}", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "margins_by_round.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "margins_by_round.png")
 
 
 def _budget_vs_margin(out: Path, runs: list[dict[str, Any]]) -> Path:
@@ -105,8 +100,4 @@ def _budget_vs_margin(out: Path, runs: list[dict[str, Any]]) -> Path:
     ax.set_ylabel("budget b_i (round 1)")
     ax.set_title("where each strategy spends the budget (seed 0)", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "budget_vs_margin.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "budget_vs_margin.png")

@@ -17,8 +17,10 @@ def console() -> Any:
     if _console is None:
         from rich.console import Console
 
+        # Off a terminal (logs, CI) rich would wrap tables at 80 columns; give them room instead.
+        width = None if sys.stderr.isatty() else 160
         _console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None,
-                           highlight=False)
+                           highlight=False, width=width)
     return _console
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -83,6 +84,8 @@ def test_summary_diagnostics():
     s = selection_summary(margins, q, [2, 1, 1])
     assert s["budget"] == 4 and s["max_budget"] == 2 and s["pairs_selected"] == 3
     assert s["share_negative_margin"] == 0.5
+    sig = [1 / (1 + math.exp(-m)) for m in margins]
+    assert s["curvature_weight"] == pytest.approx(sum(p * (1 - p) for p in sig) / 3, abs=1e-6)
     assert effective_sample_size(q) == pytest.approx(1 / 0.375)
     assert s["ess"] == pytest.approx(1 / 0.375, abs=1e-3)
 

@@ -62,6 +62,7 @@ def print_summary(s: dict) -> None:
     ui.info(
         f"select {s['strategy']}{alpha}: budget {s['budget']} over {s['pairs']} pairs; "
         f"{s['pairs_selected']} pairs get ≥1, largest b_i={s['max_budget']}, ESS={s['ess']}, "
-        f"share of budget on Δ<0: {s['share_negative_margin']:.3f}, std(Δ)={s['margin_std']:.4f}; "
+        f"share of budget on Δ<0: {s['share_negative_margin']:.3f}, std(Δ)={s['margin_std']:.4f}, "
+        f"mean σ'(Δ)={s['curvature_weight']:.4f}; "
         f"P(chosen longer) selected {s['p_chosen_longer_selected']:.3f} vs all {s['p_chosen_longer_all']:.3f}"
     )

@@ -50,7 +50,9 @@ class RefineConfig:
     seed: int = 0
     cap: int | None = 25
     mix_uniform: float = 0.0
-    match_steps: bool = False
+    # On by default: at equal epochs every augmented strategy lost to base-only training on HH-RLHF
+    # beyond noise (over-training); at matched steps none did (README, Results).
+    match_steps: bool = True
     crossfit: int = 0
     guard: bool = False
     pool_seed: int | None = None

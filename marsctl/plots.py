@@ -42,7 +42,8 @@ def _accuracy(out: Path, report: dict[str, Any]) -> Path:
         ax.errorbar(range(len(names)), means, yerr=[means - lo, hi - means], fmt="o", capsize=5)
         lb = np.mean([rows[n]["length_longer"] for n in names]) * 100
         ax.axhline(lb, color="grey", ls="--", lw=1, label=f"pick longer ({lb:.1f}%)")
-        ax.axhline(100 - lb, color="grey", ls=":", lw=1, label=f"pick shorter (~{100 - lb:.1f}%)")
+        sh = np.mean([rows[n]["length_shorter"] for n in names]) * 100
+        ax.axhline(sh, color="grey", ls=":", lw=1, label=f"pick shorter ({sh:.1f}%)")
         ax.set_xticks(range(len(names)), names, rotation=20)
         ax.set_ylabel("held-out pairwise accuracy (%)")
         ax.set_title(f"{protocol} protocol (mean, 95% CI over seeds × pairs)", fontsize=9)

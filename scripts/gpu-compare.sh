@@ -40,6 +40,7 @@ PY=${PYTHON:-python3}
 if [[ -n "${GPU_COMPARE_TINY:-}" ]]; then
     : "${GPU_COMPARE_PAIRS:=60}" "${GPU_COMPARE_SEEDS:=2}" "${GPU_COMPARE_MAX_LENGTH:=64}"
     : "${GPU_COMPARE_PRECISION:=fp32}" "${GPU_COMPARE_INSTALL:=0}" "${GPU_COMPARE_WORK:=/tmp/gpu-compare-tiny}"
+    export GPU_COMPARE_PAIRS GPU_COMPARE_SEEDS GPU_COMPARE_MAX_LENGTH GPU_COMPARE_PRECISION GPU_COMPARE_INSTALL
 fi
 export OUT=${OUT:-out/gpu-compare}
 export GPU_COMPARE_T0=$T0
@@ -53,7 +54,21 @@ exec > >(tee -a "$LOG") 2>&1
 echo "== gpu-compare $(date -u +%FT%TZ) on $(hostname)"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 if [[ "${GPU_COMPARE_INSTALL:-1}" == 1 ]]; then
-    "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e . || { echo "pip install -e . failed"; exit 3; }
+    if ! "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e .; then
+        # Fallback: the checkout on PYTHONPATH plus a hand-made dist-info holding pyproject's entry points.
+        echo "pip install -e . failed; using PYTHONPATH and a generated dist-info for the entry points"
+        "$PY" - <<'PYEOF' || exit 3
+import pathlib, tomllib
+proj = tomllib.loads(pathlib.Path("pyproject.toml").read_text())["project"]
+d = pathlib.Path("/tmp/gpu-compare-site") / f"marsctl-{proj['version']}.dist-info"
+d.mkdir(parents=True, exist_ok=True)
+(d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: marsctl\nVersion: {proj['version']}\n")
+eps = "".join(f"[{g}]\n" + "".join(f"{k} = {v}\n" for k, v in items.items()) + "\n"
+              for g, items in proj["entry-points"].items())
+(d / "entry_points.txt").write_text(eps)
+PYEOF
+        export PYTHONPATH="/tmp/gpu-compare-site:$PWD:$PWD/plugins${PYTHONPATH:+:$PYTHONPATH}"
+    fi
 else
     # Not installing here (the venv already holds marsctl); still check that the editable build works offline.
     "$PY" -m pip install -q --no-deps --no-build-isolation --no-index --dry-run -e . \
@@ -72,6 +87,9 @@ from marsctl import registry
 for kind, name in (("head", "transformer"), ("augmenter", "eda"), ("selector", "mars"), ("selector", "won")):
     registry.load(kind, name)
 print("plugins: entry points resolve")
+from marsctl_plugins.augmenters import wordnet
+print("eda synonyms:", "WordNet" if wordnet.load(wordnet.default_dir()) is not None else
+      f"built-in table (no WordNet database in {wordnet.default_dir()})")
 PYEOF
 echo "== setup done after $(awk "BEGIN{print $(date +%s.%N) - $T0}") s"
 

@@ -33,8 +33,10 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed for everything in the run."),
         cap: int = typer.Option(25, "--cap", help="At most this many synthetic rows per pair and round."),
         mix: float = typer.Option(0.0, "--mix-uniform", help="Blend the selection with uniform: (1−λ)q + λ/n."),
-        match_steps: bool = typer.Option(False, "--match-steps",
-                                         help="Scale each round's epochs so optimiser steps match base-only."),
+        match_steps: bool = typer.Option(True, "--match-steps/--same-epochs",
+                                         help="Scale each augmented round's epochs so its optimiser steps match "
+                                              "base-only training (default), or train the same epochs every "
+                                              "round (the paper's protocol; measured to over-train)."),
         crossfit: int = typer.Option(0, "--crossfit", help="Select on K-fold cross-fitted margins (0: off)."),
         guard: bool = typer.Option(False, "--guard",
                                    help="Fall back to uniform when a selection fails the guard (ESS, Δ<0 share)."),

@@ -51,6 +51,7 @@ class CompareConfig:
     cap: int | None = 25
     crossfit: int = 0
     guard: bool = False
+    mix_uniform: float = 0.0
     n_boot: int = 2000
     pool_seed: int = 0  # one synthetic pool for every seed and strategy (variants embedded once)
 
@@ -173,7 +174,7 @@ class Compare:
                           head=cfg.head, head_params=list(cfg.head_params), epochs=cfg.epochs, backend=cfg.backend,
                           augment_params=list(cfg.augment_params), seed=seed, cap=cfg.cap,
                           match_steps=protocol == "steps", crossfit=cfg.crossfit, guard=cfg.guard,
-                          pool_seed=cfg.pool_seed)
+                          pool_seed=cfg.pool_seed, mix_uniform=cfg.mix_uniform)
         run_dir = self.out / "runs" / protocol / strategy / f"seed-{seed}"
         with _quiet():
             summary = RefineRun(train, run_dir, rc, heldout=test, input_name=self.input_name,

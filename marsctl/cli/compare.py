@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
         cap: int = typer.Option(25, "--cap", help="At most this many rows per pair (the eda pool holds 25)."),
         crossfit: int = typer.Option(0, "--crossfit", help="Select on K-fold cross-fitted margins (0: off)."),
         guard: bool = typer.Option(False, "--guard", help="Fall back to uniform when a selection fails the guard."),
+        mix: float = typer.Option(0.0, "--mix-uniform", help="Blend selections with uniform: (1−λ)q + λ/n."),
         out: str = typer.Option("runs/compare", "--out", help="Output directory (resumable)."),
         head_param: list[str] = typer.Option(None, "-p", "--param", help="Head parameter key=value."),
         augment_param: list[str] = typer.Option(None, "--augment-param", help="Augmenter parameter key=value."),
@@ -47,7 +48,8 @@ def register(app: typer.Typer) -> None:
                             epochs=epochs, backend=backend, augment_params=list(augment_param or []),
                             selector_params=selector_params(None, alpha, alpha_scale),
                             protocols=[p.strip() for p in protocols.split(",") if p.strip()],
-                            test_frac=test_frac, cap=cap, crossfit=crossfit, guard=guard)
+                            test_frac=test_frac, cap=cap, crossfit=crossfit, guard=guard,
+                            mix_uniform=mix)
         records, name = read_input(pairs)
         held = read_pairs(heldout) if heldout else None
         Compare(records, out, cfg, heldout=held, input_name=name, heldout_name=heldout).run()

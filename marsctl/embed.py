@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from marsctl.errors import ConfigError
+from marsctl.store import SQLiteStore
 
 TRUNCATION_RULE = "prompt:keep-end,response:keep-start,v1"
 
@@ -57,37 +56,13 @@ def _encoder_fingerprint(path: str, max_seq_length: int) -> str:
     return h.hexdigest()[:16]
 
 
-class EmbeddingCache:
-    """A SQLite map from sha256 keys to float32 vectors."""
+class EmbeddingCache(SQLiteStore):
+    """sha256 keys → float32 vectors, in ``$MARSCTL_CACHE_DIR/embeddings.sqlite``."""
 
     def __init__(self, path: Path | None = None):
-        self.path = Path(path) if path else cache_dir() / "embeddings.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS emb (key BLOB PRIMARY KEY, vec BLOB NOT NULL)")
-        self._db.commit()
-
-    def get_many(self, keys: list[bytes]) -> dict[bytes, np.ndarray]:
-        """Vectors for the keys that are present."""
-        found: dict[bytes, np.ndarray] = {}
-        with self._lock:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i : i + 500]
-                q = f"SELECT key, vec FROM emb WHERE key IN ({','.join('?' * len(chunk))})"
-                for k, v in self._db.execute(q, chunk):
-                    found[bytes(k)] = np.frombuffer(v, dtype=np.float32)
-        return found
-
-    def put_many(self, items: list[tuple[bytes, np.ndarray]]) -> None:
-        """Store vectors (float32)."""
-        with self._lock:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO emb (key, vec) VALUES (?, ?)",
-                [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items],
-            )
-            self._db.commit()
+        super().__init__(path or cache_dir() / "embeddings.sqlite", "emb",
+                         encode=lambda v: np.asarray(v, dtype=np.float32).tobytes(),
+                         decode=lambda b: np.frombuffer(b, dtype=np.float32), column="vec")
 
 
 _ENCODERS: dict[tuple[str, int, str], Encoder] = {}

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
+
+from marsctl.store import SQLiteStore
 
 
 def generation_key(model_id: str, template_id: str, role: str, text: str, seed: int,
@@ -30,7 +30,7 @@ def generation_key(model_id: str, template_id: str, role: str, text: str, seed: 
     return hashlib.sha256(blob.encode("utf-8")).digest()
 
 
-class GenerationCache:
+class GenerationCache(SQLiteStore):
     """A SQLite map from generation keys to lists of generated strings (thread-safe)."""
 
     def __init__(self, path: str | Path | None = None):
@@ -38,43 +38,13 @@ class GenerationCache:
             from marsctl.embed import cache_dir
 
             path = cache_dir() / "generations.sqlite"
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS gen (key BLOB PRIMARY KEY, outputs TEXT NOT NULL)")
-        self._db.commit()
+        super().__init__(path, "gen", encode=lambda v: json.dumps(list(v), ensure_ascii=False),
+                         decode=json.loads, column="outputs", column_type="TEXT")
         self.stats = {"hits": 0, "misses": 0}
 
     def get_many(self, keys: list[bytes]) -> dict[bytes, list[str]]:
-        """Stored generations for the keys that are present."""
-        found: dict[bytes, list[str]] = {}
-        uniq = list(dict.fromkeys(keys))
-        with self._lock:
-            for i in range(0, len(uniq), 500):
-                chunk = uniq[i : i + 500]
-                q = f"SELECT key, outputs FROM gen WHERE key IN ({','.join('?' * len(chunk))})"
-                for k, v in self._db.execute(q, chunk):
-                    found[bytes(k)] = json.loads(v)
+        """Stored generations for the keys that are present (hits and misses counted)."""
+        found = super().get_many(keys)
         self.stats["hits"] += sum(1 for k in keys if k in found)
         self.stats["misses"] += sum(1 for k in keys if k not in found)
         return found
-
-    def put_many(self, items: list[tuple[bytes, list[str]]]) -> None:
-        """Store generations (replacing any under the same key)."""
-        with self._lock:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO gen (key, outputs) VALUES (?, ?)",
-                [(k, json.dumps(list(v), ensure_ascii=False)) for k, v in items],
-            )
-            self._db.commit()
-
-    def __len__(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM gen").fetchone()[0])
-
-    def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self._db.close()

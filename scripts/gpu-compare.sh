@@ -19,7 +19,7 @@
 #               B. compare --strategies none,uniform,mars,mars-abs --seeds s+1
 #               C. compare --strategies none,uniform,won,mars,mars-abs --seeds s+1  (won scores whole pools)
 #
-# A stage starts only when its duration in seed 0 (×1.1) still fits $GPU_COMPARE_BUDGET_S seconds from
+# A stage starts only when its latest duration (×1.1) still fits $GPU_COMPARE_BUDGET_S seconds from
 # the start of the script, so the number of seeds adapts to the machine's speed. compare resumes
 # finished runs, so every stage only adds runs. Results land in $OUT as the stages finish:
 # table.md, report.json, runs.csv, accuracy.png (the latest all-strategy compare), table-4strategies.md
@@ -212,7 +212,7 @@ for s in range(SEEDS):
         t = time.time()
         compare(STAGES[stage], s + 1)
         dt = time.time() - t
-        first.setdefault(stage, dt)
+        first[stage] = dt  # the latest duration: seed 0's includes CUDA and first-load warm-up
         TIMING["stages"].append({"seed": s, "stage": stage, "strategies": STAGES[stage], "seconds": round(dt, 1)})
         log(f"stage {stage} seed {s} done in {dt:.1f}s")
         if stage == "A":

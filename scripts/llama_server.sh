@@ -6,7 +6,7 @@
 #   PORT=8123 bash scripts/llama_server.sh
 #   INSTALL_ONLY=1 bash scripts/llama_server.sh
 #
-# Then: marsctl augment ... --augmenter openai -p base_url=http://127.0.0.1:8080/v1
+# Then: marsctl augment ... --backend openai -p base_url=http://127.0.0.1:8080/v1
 #
 # llama-cpp-python builds llama.cpp from source (about 6-9 minutes on 2 cores). The CMAKE_ARGS keep it
 # CPU-only and portable (no -march=native) and skip llama.cpp's tools, tests and examples.

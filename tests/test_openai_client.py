@@ -258,3 +258,23 @@ def test_cli_semantic_refinement_refuses_a_non_generative_backend(tmp_path):
     proc = run_cli("augment", "-", "--backend", "eda", "--semantic-refine", input=selected)
     assert proc.returncode == 2 and "semantic refinement needs a generative augmenter" in proc.stderr
     assert proc.stdout == ""
+
+
+def test_refine_with_the_openai_backend_and_semantic_refinement(server, tmp_path):
+    """refine --backend openai --semantic-refine: one round end to end against the scripted server."""
+    from conftest import FIXTURES, read_jsonl, run_cli
+
+    out = tmp_path / "run"
+    run_cli("refine", str(FIXTURES / "tiny.jsonl"), "--rounds", "1", "--budget", "10", "--epochs", "2",
+            "--backend", "openai", "--semantic-refine", "--refine-tries", "1", "--out", str(out),
+            "--augment-param", f"base_url={server}/ok/v1", "--augment-param", "n_variants=2",
+            "--augment-param", "oversample=1", "--augment-param", "sim_low=-1.0", "--augment-param", "sim_high=1.0",
+            "--augment-param", "len_low=0.0", "--augment-param", "len_high=50.0",
+            env={"MARSCTL_CACHE_DIR": str(tmp_path / "c")}, check=True)
+    metrics = json.loads((out / "round-1" / "metrics.json").read_text())
+    sem = metrics["augment"]["semantic"]
+    assert sem["low_contrast"] >= 1 and sem["refined_rejected"] + sem["refined_chosen"] + sem["kept"] == sem["low_contrast"]
+    synthetic = read_jsonl(out / "round-1" / "synthetic.jsonl")
+    assert synthetic and all(r["augmenter"]["name"] == "openai" for r in synthetic)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["semantic_tries"] == 1

@@ -132,6 +132,7 @@ class RewriteAugmenter(GenerativeAugmenter):
         except ImportError as e:
             msg = f"the rewrite augmenter needs {e.name}"
             raise ConfigError(msg, hint="pip install 'marsctl[llm]'") from None
+        transformers.logging.disable_progress_bar()  # loading bars would bury marsctl's own on stderr
         import torch
 
         kw = {"gguf_file": gguf} if gguf else {}

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
+
+from common import DATASETS, write_results
 
 from marsctl import steps
 from marsctl.metrics import pairwise_accuracy
 from marsctl.records import read_pairs
 from marsctl.split import grouped_split
 
-DATASETS = ["hh_rlhf_harmless_base_test", "pandalm_testset", "llmbar"]
 EPOCHS = [2, 5, 10, 20]
 
 
@@ -45,18 +45,7 @@ def main() -> None:
                     acc = pairwise_accuracy([r["pred_margin"] for r in steps.score(test, model)])
                     rows.append({"dataset": ds, "seed": seed, "head": head, "epochs": ep, "accuracy": acc})
                     print(json.dumps(rows[-1]), flush=True)
-    (out / "epochs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    lines = ["| dataset | head | " + " | ".join(f"{e} epochs" for e in EPOCHS) + " |",
-             "|---|---|" + "---|" * len(EPOCHS)]
-    for ds in DATASETS:
-        for head in ("mlp", "linear"):
-            cells = []
-            for ep in EPOCHS:
-                accs = [r["accuracy"] for r in rows if (r["dataset"], r["head"], r["epochs"]) == (ds, head, ep)]
-                cells.append(f"{statistics.mean(accs):.3f} ± {statistics.pstdev(accs):.3f}")
-            lines.append(f"| {ds} | {head} | " + " | ".join(cells) + " |")
-    (out / "epochs.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_results(rows, out, "epochs", "epochs", EPOCHS, [f"{e} epochs" for e in EPOCHS]))
 
 
 if __name__ == "__main__":

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
+
+from common import DATASETS, write_results
 
 from marsctl import steps
 from marsctl.metrics import evaluate
 from marsctl.records import read_pairs
 from marsctl.split import grouped_split
 from marsctl_plugins.heads.embedding import FEATURES
-
-DATASETS = ["hh_rlhf_harmless_base_test", "pandalm_testset", "llmbar"]
 
 
 def main() -> None:
@@ -45,17 +44,7 @@ def main() -> None:
                                  "n_train": len(train), "n_test": len(test), "accuracy": m["accuracy"],
                                  "seconds": round(time.perf_counter() - t0, 2)})
                     print(json.dumps(rows[-1]), flush=True)
-    (out / "features.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    lines = ["| dataset | head | " + " | ".join(FEATURES) + " |", "|---|---|" + "---|" * len(FEATURES)]
-    for ds in DATASETS:
-        for head in ("mlp", "linear"):
-            cells = []
-            for feat in FEATURES:
-                accs = [r["accuracy"] for r in rows if (r["dataset"], r["head"], r["features"]) == (ds, head, feat)]
-                cells.append(f"{statistics.mean(accs):.3f} ± {statistics.pstdev(accs):.3f}")
-            lines.append(f"| {ds} | {head} | " + " | ".join(cells) + " |")
-    (out / "features.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print(write_results(rows, out, "features", "features", list(FEATURES), list(FEATURES)))
 
 
 if __name__ == "__main__":

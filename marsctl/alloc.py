@@ -15,10 +15,20 @@ def softmax(values: Sequence[float]) -> list[float]:
 
     >>> [round(x, 3) for x in softmax([0.0, 0.0])]
     [0.5, 0.5]
+    >>> softmax([float("inf"), 1.0, float("inf")]), softmax([float("-inf"), 0.0])
+    ([0.5, 0.0, 0.5], [0.0, 1.0])
+
+    Infinite values (a huge α times a margin) share the mass, or get none; NaN is refused.
     """
     if not values:
         return []
+    if any(math.isnan(v) for v in values):
+        msg = "softmax of NaN"
+        raise ValueError(msg)
     top = max(values)
+    if math.isinf(top):  # +inf wins outright; all −inf: no preference
+        hits = [1.0 if v == top else 0.0 for v in values]
+        return [h / sum(hits) for h in hits]
     exps = [math.exp(v - top) for v in values]
     total = sum(exps)
     return [e / total for e in exps]
@@ -30,7 +40,12 @@ def population_std(values: Sequence[float]) -> float:
     if n == 0:
         return 0.0
     mean = sum(values) / n
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / n)
+    return math.sqrt(sum((v - mean) * (v - mean) for v in values) / n)  # inf, not OverflowError, at 1e308
+
+
+# Up to this budget, B·q_i computed in floats is within 1e-4 of exact, so its remainders can order the
+# pairs as they always have; the floors are exact integers either way.
+FLOAT_EXACT_BUDGET = 2**40
 
 
 def largest_remainder(q: Sequence[float], budget: int, seed: int = 0) -> list[int]:
@@ -40,47 +55,98 @@ def largest_remainder(q: Sequence[float], budget: int, seed: int = 0) -> list[in
     [2, 1, 1]
     >>> sum(largest_remainder([1/3, 1/3, 1/3], 10, seed=7))
     10
+    >>> sum(largest_remainder([0.1, 0.2, 0.7], 10**20)) == 10**20
+    True
+
+    The arithmetic is exact (integers), so Σ b_i = B for any int B.
     """
     check_interval(budget, "budget", "select", kind=int, low=0)
     if not q:
         return []
-    total = sum(q)
-    if total <= 0 or any(x < 0 or math.isnan(x) for x in q):
-        msg = "allocation weights must be non-negative and sum to a positive number"
-        raise ValueError(msg)
-    exact = [budget * x / total for x in q]
-    floors = [math.floor(e) for e in exact]
+    values, weights = _scaled_weights(q)
+    total = sum(weights)
+    floors, rems = [], []
+    for w in weights:
+        f, r = divmod(budget * w, total)
+        floors.append(f)
+        rems.append(r)
     left = budget - sum(floors)
     rng = random.Random(seed)
     tiebreak = [rng.random() for _ in q]
-    # Remainders are rounded so that float noise does not decide ties; the seeded draw does.
-    order = sorted(range(len(q)), key=lambda i: (-round(exact[i] - floors[i], 12), tiebreak[i]))
+    if budget <= FLOAT_EXACT_BUDGET:  # the float remainders earlier versions ranked by (same results)
+        fsum = sum(values)
+        keys = [round(budget * v / fsum - f, 12) for v, f in zip(values, floors, strict=True)]
+    else:
+        keys = [round(r / total, 12) for r in rems]
+    # Remainders are rounded so that float noise in q does not decide ties; the seeded draw does.
+    order = sorted(range(len(q)), key=lambda i: (-keys[i], tiebreak[i]))
     for i in order[:left]:
         floors[i] += 1
     return floors
 
 
+def _scaled_weights(q: Sequence[float]) -> tuple[list[float], list[int]]:
+    """q as floats, and as integers on one power-of-two scale (exact: a float is a binary fraction).
+
+    >>> _scaled_weights([0.5, 0.25, 0])
+    ([0.5, 0.25, 0.0], [2, 1, 0])
+    """
+    try:
+        values = [float(x) for x in q]
+    except (TypeError, ValueError, OverflowError):
+        values = [math.nan]
+    ok = all(0 <= v < math.inf for v in values)  # NaN fails both comparisons
+    ratios = [v.as_integer_ratio() for v in values] if ok else []
+    if not any(n for n, _ in ratios):
+        msg = "allocation weights must be finite, non-negative and sum to a positive number"
+        raise ValueError(msg)
+    scale = max(d for _, d in ratios)
+    return values, [n * (scale // d) for n, d in ratios]
+
+
 def effective_sample_size(q: Sequence[float]) -> float:
-    """ESS of allocation weights: 1 / Σ q_i² (n for uniform, 1 for a point mass)."""
+    """ESS of allocation weights: 1 / Σ q_i² (n for uniform, 1 for a point mass); 0.0 without mass.
+
+    >>> effective_sample_size([0.25] * 4), effective_sample_size([0.0, 0.0])
+    (4.0, 0.0)
+    """
     s = sum(q)
-    return (s * s) / sum(x * x for x in q) if s > 0 else 0.0
+    if not 0 < s < math.inf:
+        return 0.0
+    p = [x / s for x in q]  # normalised first: Σ p² ≥ 1/n, so no underflow to 0
+    return 1 / sum(x * x for x in p)
+
+
+def curvature(margin: float) -> float:
+    """σ'(Δ) = σ(Δ)·σ(−Δ), computed without overflow for any |Δ|.
+
+    >>> curvature(0.0), curvature(1000.0)
+    (0.25, 0.0)
+    """
+    e = math.exp(-abs(margin))
+    return e / (1 + e) ** 2
+
+
+def _finite(x: float, digits: int) -> float | None:
+    """``x`` rounded, or None when it is not finite (diagnostics never carry NaN or Infinity)."""
+    return round(x, digits) if math.isfinite(x) else None
 
 
 def selection_summary(margins: Sequence[float], q: Sequence[float], budgets: Sequence[int]) -> dict[str, Any]:
     """Diagnostics of one selection: ESS, largest b_i, pairs selected, budget share on Δ < 0."""
     budget = sum(budgets)
     neg = sum(b for b, m in zip(budgets, margins, strict=True) if m < 0)
+    n = len(margins)
     return {
-        "pairs": len(margins),
+        "pairs": n,
         "budget": budget,
-        "ess": round(effective_sample_size(q), 3),
+        "ess": _finite(effective_sample_size(q), 3),
         "max_budget": max(budgets) if budgets else 0,
         "pairs_selected": sum(1 for b in budgets if b > 0),
         "share_negative_margin": round(neg / budget, 4) if budget else 0.0,
-        "margin_std": round(population_std(margins), 6),
-        "curvature_weight": round(sum(1 / (2 + math.exp(m) + math.exp(-m)) for m in margins) / len(margins), 6)
-        if margins else 0.0,
-        "margin_mean": round(sum(margins) / len(margins), 6) if margins else 0.0,
+        "margin_std": _finite(population_std(margins), 6),
+        "curvature_weight": _finite(sum(curvature(m) for m in margins) / n, 6) if n else 0.0,
+        "margin_mean": _finite(sum(margins) / n, 6) if n else 0.0,
     }
 
 

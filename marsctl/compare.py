@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from marsctl import ui
+from marsctl import registry, ui
 from marsctl.errors import ConfigError
 from marsctl.loop import NONE, RefineConfig, RefineRun
 from marsctl.params import check_choice, check_interval
-from marsctl.records import write_json
+from marsctl.records import atomic_writer, write_json
 from marsctl.split import grouped_split
 
 PROTOCOLS = ["epochs", "steps"]
@@ -118,7 +118,12 @@ class Compare:
 
     def run(self) -> dict[str, Any]:
         """Run every (seed, protocol, strategy); write runs.jsonl/csv, table.md, plots; return results."""
+        from marsctl.outputs import check_run_dir
+
         cfg = self.config
+        check_run_dir(self.out, marker="compare.json")
+        registry.check_params("head", cfg.head, cfg.head_params)
+        registry.check_params("augmenter", cfg.backend, cfg.augment_params)
         self.out.mkdir(parents=True, exist_ok=True)
         write_json({"config": asdict(cfg), "input": self.input_name, "heldout": self.heldout_name,
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, self.out / "compare.json")
@@ -139,7 +144,8 @@ class Compare:
         report = self.report(results)
         report["seconds"] = round(time.perf_counter() - t0, 1)
         write_json(report, self.out / "report.json")
-        (self.out / "table.md").write_text(report_markdown(report, self.command_line()), encoding="utf-8")
+        with atomic_writer(self.out / "table.md") as fh:
+            fh.write(report_markdown(report, self.command_line()))
         self._write_runs(results)
         print_report(report)
         try:
@@ -238,12 +244,12 @@ class Compare:
         return out
 
     def _write_runs(self, results: list[dict[str, Any]]) -> None:
-        with open(self.out / "runs.jsonl", "w", encoding="utf-8") as fh:
+        with atomic_writer(self.out / "runs.jsonl") as fh:
             for r in results:
-                fh.write(json.dumps({k: v for k, v in r.items() if k != "correct"}) + "\n")
+                fh.write(json.dumps({k: v for k, v in r.items() if k != "correct"}, allow_nan=False) + "\n")
         cols = ["seed", "protocol", "strategy", "n_train", "n_test", "budget", "accuracy", "roc_auc",
                 "margin_snr", "length_longer", "train_curvature_weight"]
-        with open(self.out / "runs.csv", "w", newline="", encoding="utf-8") as fh:
+        with atomic_writer(self.out / "runs.csv") as fh:
             w = csv.writer(fh)
             w.writerow(cols)
             for r in results:

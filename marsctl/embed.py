@@ -23,6 +23,7 @@ from marsctl.errors import ConfigError
 from marsctl.store import SQLiteStore
 
 TRUNCATION_RULE = "prompt:keep-end,response:keep-start,v1"
+PAD_MULTIPLE = 16  # canonical batches: texts padded to a multiple of 16 tokens (see Encoder.encode)
 
 
 def cache_dir() -> Path:
@@ -56,13 +57,34 @@ def _encoder_fingerprint(path: str, max_seq_length: int) -> str:
     return h.hexdigest()[:16]
 
 
-class EmbeddingCache(SQLiteStore):
-    """sha256 keys → float32 vectors, in ``$MARSCTL_CACHE_DIR/embeddings.sqlite``."""
+# Convert a pickled sentence-transformers directory once, in place (run it only on files you trust).
+ST_CONVERT = "python -c \"from sentence_transformers import SentenceTransformer as S; S('{dir}').save('{dir}')\""
 
-    def __init__(self, path: Path | None = None):
+
+def _check_finite(model: Any, path: str) -> None:
+    """A loaded encoder whose weights hold NaN or inf would poison the shared cache: refuse it."""
+    import torch
+
+    for name, p in model.named_parameters():
+        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+            msg = f"encoder {path}: parameter {name!r} holds NaN or infinite values (damaged weights)"
+            raise ConfigError(msg, hint="restore the model's files, or pass another -p encoder=DIR")
+
+
+class EmbeddingCache(SQLiteStore):
+    """sha256 keys → float32 vectors, in ``$MARSCTL_CACHE_DIR/embeddings.sqlite``.
+
+    With ``dim``, a stored vector of another length (or holding NaN/inf) is a miss, recomputed and replaced.
+    """
+
+    def __init__(self, path: Path | None = None, dim: int | None = None):
+        self.dim = dim
         super().__init__(path or cache_dir() / "embeddings.sqlite", "emb",
                          encode=lambda v: np.asarray(v, dtype=np.float32).tobytes(),
-                         decode=lambda b: np.frombuffer(b, dtype=np.float32), column="vec")
+                         decode=lambda b: np.frombuffer(b, dtype=np.float32), column="vec", valid=self._fits)
+
+    def _fits(self, v: np.ndarray) -> bool:
+        return (self.dim is None or v.shape == (self.dim,)) and bool(np.isfinite(v).all())
 
 
 _ENCODERS: dict[tuple[str, int, str], Encoder] = {}
@@ -104,6 +126,12 @@ class Encoder:
         if not Path(self.model_path).is_dir():
             msg = f"encoder {self.model_path}: no such model directory"
             raise ConfigError(msg, hint="pass a local sentence-transformers directory")
+        from marsctl.params import check_safetensors_dir
+
+        check_safetensors_dir(self.model_path, "encoder", ST_CONVERT)  # never unpickle: refuse before loading
+        if not (Path(self.model_path) / "config.json").is_file():
+            msg = f"encoder {self.model_path}: no config.json (not a Hugging Face model directory)"
+            raise ConfigError(msg, hint="pass a local sentence-transformers directory")
         self.max_seq_length = max_seq_length
         self.device = device
         self.batch_size = batch_size
@@ -116,7 +144,7 @@ class Encoder:
     def cache(self) -> EmbeddingCache:
         """The shared cache (opened on first use)."""
         if self._cache is None:
-            self._cache = EmbeddingCache()
+            self._cache = EmbeddingCache(dim=self.dim)
         return self._cache
 
     @property
@@ -134,12 +162,22 @@ class Encoder:
     def _load(self) -> Any:
         if self._model is None:
             import transformers
+            from safetensors import SafetensorError
             from sentence_transformers import SentenceTransformer
 
             transformers.logging.set_verbosity_error()  # the tokenizer's over-length notice; we truncate
             transformers.logging.disable_progress_bar()  # "Loading weights" bars; ours go to stderr
-            self._model = SentenceTransformer(self.model_path, device=self.device)
-            self._model.max_seq_length = self.max_seq_length
+            try:
+                model = SentenceTransformer(self.model_path, device=self.device,
+                                            model_kwargs={"use_safetensors": True})
+            except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as e:
+                reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+                msg = f"encoder {self.model_path}: cannot load it as a sentence-transformers model ({reason})"
+                raise ConfigError(msg, hint="the model's files are damaged or incomplete: restore them, or pass "
+                                            "another directory with -p encoder=DIR") from None
+            _check_finite(model, self.model_path)
+            model.max_seq_length = self.max_seq_length
+            self._model = model
         return self._model
 
     def _keep_end(self, texts: list[str]) -> list[str]:
@@ -157,7 +195,14 @@ class Encoder:
         return hashlib.sha256(f"{self.id}\x1f{side}\x1f{text}".encode()).digest()
 
     def encode(self, texts: list[str], side: str = "response", progress: Any = None) -> np.ndarray:
-        """L2-normalised float32 embeddings, shape (len(texts), dim); side is 'prompt' or 'response'."""
+        """L2-normalised float32 embeddings, shape (len(texts), dim); side is 'prompt' or 'response'.
+
+        Texts not in the cache are embedded in a canonical batching: grouped by their token length
+        padded up to a multiple of ``PAD_MULTIPLE``, sorted, and cut into batches of ``batch_size``.
+        A row of a transformer batch depends only on its own tokens and the padded length, so each
+        text's vector is the same whatever else is embedded with it, in whatever order the cache was
+        filled (checked bit for bit in tests/test_embed.py).
+        """
         import time
 
         keys = [self.key(t, side) for t in texts]
@@ -169,25 +214,51 @@ class Encoder:
         self.stats["hits"] += len(texts) - sum(1 for k in keys if k in missing)
         if missing:
             t0 = time.perf_counter()
-            todo_keys = list(missing)
-            todo = [missing[k] for k in todo_keys]
-            if side == "prompt":
-                todo = self._keep_end(todo)
-            from marsctl import ui
-
-            with ui.progress(f"embedding {side}s", len(todo), "texts") as advance:
-                step = max(self.batch_size * 4, 256)
-                for i in range(0, len(todo), step):
-                    vecs = self._load().encode(
-                        todo[i : i + step], batch_size=self.batch_size, normalize_embeddings=True,
-                        convert_to_numpy=True, show_progress_bar=False,
-                    ).astype(np.float32)
-                    new = list(zip(todo_keys[i : i + step], vecs, strict=True))
-                    self.cache.put_many(new)
-                    found.update(new)
-                    advance(len(new))
-            self.stats["misses"] += len(todo)
+            self._embed_missing(missing, side, found)
+            self.stats["misses"] += len(missing)
             self.stats["embed_seconds"] += time.perf_counter() - t0
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([found[k] for k in keys])
+
+    def _embed_missing(self, missing: dict[bytes, str], side: str, found: dict[bytes, Any]) -> None:
+        """Embed ``missing`` (key → text) in canonical batches, store each batch in the cache as it is done."""
+        from marsctl import ui
+
+        todo_keys = list(missing)
+        todo = [missing[k] for k in todo_keys]
+        if side == "prompt":
+            todo = self._keep_end(todo)
+        tok = self._load().tokenizer
+        ids = tok(todo, truncation=True, max_length=self.max_seq_length)["input_ids"]
+        order = sorted(range(len(todo)), key=lambda i: (self._padded_length(len(ids[i])), todo[i]))
+        with ui.progress(f"embedding {side}s", len(todo), "texts") as advance:
+            start = 0
+            while start < len(order):
+                length = self._padded_length(len(ids[order[start]]))
+                batch = [order[start]]
+                while (len(batch) < self.batch_size and start + len(batch) < len(order)
+                       and self._padded_length(len(ids[order[start + len(batch)]])) == length):
+                    batch.append(order[start + len(batch)])
+                vecs = self._forward([todo[i] for i in batch], length)
+                new = [(todo_keys[i], v) for i, v in zip(batch, vecs, strict=True)]
+                self.cache.put_many(new)
+                found.update(new)
+                advance(len(batch))
+                start += len(batch)
+
+    def _padded_length(self, n_tokens: int) -> int:
+        return min(self.max_seq_length, -(-n_tokens // PAD_MULTIPLE) * PAD_MULTIPLE)
+
+    def _forward(self, texts: list[str], length: int) -> np.ndarray:
+        """Embed texts padded to exactly ``length`` tokens, L2-normalised, float32."""
+        import torch
+
+        model = self._load()
+        features = model.tokenizer(texts, padding="max_length", truncation=True, max_length=length,
+                                   return_tensors="pt")
+        features = {k: v.to(model.device) for k, v in features.items()}
+        with torch.inference_mode():
+            emb = model(features)["sentence_embedding"]
+            emb = torch.nn.functional.normalize(emb.float(), p=2, dim=1)
+        return emb.cpu().numpy().astype(np.float32)

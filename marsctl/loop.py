@@ -26,11 +26,19 @@ from typing import Any
 
 from marsctl import FORMAT_VERSION, __version__, registry, steps, ui
 from marsctl.embed import encoder_stats
-from marsctl.errors import ConfigError
+from marsctl.errors import ConfigError, DataError
 from marsctl.metrics import curvature_trace, curvature_weight, evaluate, pairwise_accuracy
 from marsctl.params import check_choice, check_interval
 from marsctl.plugin import derive_seed, load_head
-from marsctl.records import read_pairs, records_sha256, write_json, write_records
+from marsctl.records import (
+    atomic_writer,
+    count_identical,
+    is_identical,
+    read_pairs,
+    records_sha256,
+    write_json,
+    write_records,
+)
 
 
 @dataclass
@@ -88,13 +96,25 @@ class RefineRun:
     def __init__(self, pairs: list[dict[str, Any]], out: str | Path, config: RefineConfig, *,
                  heldout: list[dict[str, Any]] | None = None, input_name: str = "<input>",
                  heldout_name: str | None = None):
-        self.base = pairs
+        self.input_records = pairs
+        # Pairs with chosen == rejected carry no preference: left out of training and selection, reported.
+        self.base = [p for p in pairs if not is_identical(p)]
+        self.identical = count_identical(pairs)
         self.out = Path(out)
         self.config = config
         self.heldout = heldout
         self.input_name = input_name
         self.heldout_name = heldout_name
-        self.budget = config.budget or len(pairs)
+        self.budget = config.budget or len(self.base)
+        if not self.base:
+            msg = f"{input_name}: every pair has chosen == rejected; there is nothing to learn from"
+            raise DataError(msg)
+        # Every plugin parameter is checked before anything is written (a bad value never reaches the manifest).
+        registry.check_params("head", config.head, config.head_params)
+        if config.strategy != NONE and config.rounds > 0:
+            registry.check_params("augmenter", config.backend, config.augment_params)
+            registry.check_params("selector", config.strategy, config.selector_params)
+            steps.check_budget(self.budget, len(self.base), config.cap, "refine")
 
     # -- manifest ----------------------------------------------------------------------------------
     def _manifest(self) -> dict[str, Any]:
@@ -110,7 +130,8 @@ class RefineRun:
             "marsctl_version": __version__,
             "config": dataclasses.asdict(self.config),
             "budget_per_round": self.budget,
-            "input": {"path": self.input_name, "n": len(self.base), "sha256": records_sha256(self.base)},
+            "input": {"path": self.input_name, "n": len(self.input_records),
+                      "sha256": records_sha256(self.input_records), "identical_pairs": self.identical},
             "heldout": None if self.heldout is None else {
                 "path": self.heldout_name, "n": len(self.heldout), "sha256": records_sha256(self.heldout)},
             "plugins": plugins,
@@ -142,20 +163,32 @@ class RefineRun:
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict[str, Any]:
         """Run (or continue) every round; returns the summary."""
+        from marsctl.outputs import check_run_dir
+
         manifest = self._manifest()
         mpath = self.out / "manifest.json"
-        done = self.finished_rounds() if self.out.exists() else []
-        if mpath.exists() or done:
+        has_run = check_run_dir(self.out)
+        done = self.finished_rounds() if has_run else []
+        if has_run:
             if not resume:
                 msg = f"{self.out} already holds a run ({len(done)} finished rounds)"
                 raise ConfigError(msg, hint="pass --resume to continue it, or choose another --out")
-            old = json.loads(mpath.read_text())
+            old = read_manifest(mpath)
             self._check_resume(old, manifest)
+            if done and max(done) > self.config.rounds:
+                msg = (f"{self.out} already has rounds 0..{max(done)} finished; --rounds {self.config.rounds} "
+                       f"would leave a manifest that contradicts them")
+                raise ConfigError(msg, hint=f"resume with --rounds {max(done)} or more (a finished round is "
+                                            f"never removed), or choose another --out")
             manifest["rounds_finished"] = old.get("rounds_finished", [])
             manifest["timing"] = old.get("timing", {})
             manifest["created"] = old.get("created")
         else:
             manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        if self.identical["n"]:
+            steps.report_identical(self.input_records, self.input_name, "refine", "left out of training and selection")
+        if self.heldout is None:
+            ui.warn("no --eval file: rounds are compared on training data only (no held-out accuracy)")
         self.out.mkdir(parents=True, exist_ok=True)
         for stale in self.out.glob("round-*.partial"):
             shutil.rmtree(stale)
@@ -179,7 +212,8 @@ class RefineRun:
             self._print_round(metrics)
         summary = self.summary()
         write_json(summary, self.out / "summary.json")
-        (self.out / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
+        with atomic_writer(self.out / "summary.md") as fh:
+            fh.write(summary_markdown(summary))
         print_summary(summary)
         return summary
 
@@ -199,7 +233,8 @@ class RefineRun:
             write_records(train_set, tmp / "train.jsonl")
             epochs = self._epochs(train_set, k)
             head = steps.train(train_set, head=cfg.head, params=None if init else cfg.head_params,
-                               epochs=epochs, seed=derive_seed(cfg.seed, "train", k), init=init)
+                               epochs=epochs, seed=derive_seed(cfg.seed, "train", k), init=init,
+                               warn_identical=False)
             head.save(tmp / "model")
             scored = head.score(self.base)
             write_records(scored, tmp / "scored.jsonl")
@@ -238,7 +273,7 @@ class RefineRun:
             held = {scored[i]["id"] for i in range(len(scored)) if folds[i] == f}
             rows = [r for r in prev_train if r["id"] not in held and r.get("parent_id") not in held]
             head = steps.train(rows, head=cfg.head, params=cfg.head_params, epochs=cfg.epochs,
-                               seed=derive_seed(cfg.seed, "crossfit", k, f))
+                               seed=derive_seed(cfg.seed, "crossfit", k, f), warn_identical=False)
             idx = [i for i in range(len(scored)) if folds[i] == f]
             for i, rec in zip(idx, head.score([self.base[i] for i in idx]), strict=True):
                 out[i] = {**scored[i], **{key: rec[key] for key in
@@ -254,14 +289,15 @@ class RefineRun:
         select_args = {"budget": self.budget, "seed": sel_seed, "cap": cfg.cap, "mix": cfg.mix_uniform,
                        "name": str(prev / "scored.jsonl")}
         selected, sel = steps.select(scored_prev, strategy=cfg.strategy, params=cfg.selector_params,
-                                     **select_args)
+                                     warn_identical=False, **select_args)
         if cfg.guard:
             reasons = guard_reasons(sel)
             if reasons:
                 ui.warn(f"round {k}: the {cfg.strategy} selection failed the guard ({'; '.join(reasons)}); "
                         f"spending this round's budget uniformly instead")
                 rejected = sel
-                selected, sel = steps.select(scored_prev, strategy="uniform", **select_args)
+                selected, sel = steps.select(scored_prev, strategy="uniform", warn_identical=False,
+                                             **select_args)
                 sel["guard"] = {"passed": False, "reasons": reasons, "rejected_selection": rejected}
             else:
                 sel["guard"] = {"passed": True, "reasons": []}
@@ -333,6 +369,19 @@ class RefineRun:
                                      .get("eval") or {}).get("length_baseline")
                                     if (self.out / "round-0").exists() else None),
                 "rounds": rows, "timing": manifest["timing"]}
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A run's manifest.json, with a clear error when it is damaged."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        msg = f"{path}: cannot read the run's manifest ({e})"
+        raise ConfigError(msg, hint="choose a new --out; the finished rounds' folders are untouched") from None
+    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+        msg = f"{path}: not a marsctl run manifest (no 'config' object)"
+        raise ConfigError(msg, hint="choose a new --out")
+    return data
 
 
 def guard_reasons(sel: dict[str, Any]) -> list[str]:

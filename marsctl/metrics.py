@@ -58,11 +58,15 @@ def roc_auc(scores_chosen: Sequence[float], scores_rejected: Sequence[float]) ->
     return float((r_pos - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def margin_snr(margins: Sequence[float]) -> float:
-    """mean(Δ) / std(Δ), population std."""
+def margin_snr(margins: Sequence[float]) -> float | None:
+    """mean(Δ) / std(Δ), population std; None when every margin is the same (never NaN in JSON).
+
+    >>> margin_snr([1.0, 1.0]) is None
+    True
+    """
     m = np.asarray(margins, dtype=float)
-    sd = m.std()
-    return float(m.mean() / sd) if len(m) and sd > 0 else float("nan")
+    sd = m.std() if len(m) else 0.0
+    return float(m.mean() / sd) if sd > 0 else None
 
 
 def curvature_weight(margins: Sequence[float]) -> float:

@@ -75,21 +75,53 @@ def _coerce(text: str, typ: Any, key: str, owner: str) -> Any:
             return low in ("1", "true", "yes")
         return typ(text)
     except ValueError:
-        msg = f"The '{key}' parameter of {owner} must be a {typ.__name__}. Got {text!r} instead."
+        article = "an" if typ.__name__[0] in "aeiou" else "a"
+        msg = f"The '{key}' parameter of {owner} must be {article} {typ.__name__}. Got {text!r} instead."
         raise ConfigError(msg) from None
 
 
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str}
+
+
+def _check_type(value: Any, typ: Any, key: str, owner: str) -> Any:
+    """Check a typed value (from a dict, e.g. a saved config.json) against a field's type.
+
+    An int is fine for a float field; a bool is not an int; other field types are not checked here.
+    """
+    typ = typ if isinstance(typ, type) else _TYPES.get(str(typ))
+    if typ not in (int, float, bool, str):
+        return value
+    ok = isinstance(value, typ) and (typ is bool or not isinstance(value, bool))
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if not ok:
+        article = "an" if typ.__name__[0] in "aeiou" else "a"
+        msg = f"The '{key}' parameter of {owner} must be {article} {typ.__name__}. Got {value!r} instead."
+        raise ConfigError(msg)
+    return value
+
+
 def build_config(cls: type, pairs: list[str] | dict[str, Any] | None, owner: str) -> Any:
-    """Build dataclass ``cls`` from ``key=value`` strings (or a dict); unknown keys are rejected."""
+    """Build dataclass ``cls`` from ``key=value`` strings (or a dict); unknown keys are rejected.
+
+    Strings are parsed to the field's type; a dict's values must already have the field's type.
+    """
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
-    items = pairs.items() if isinstance(pairs, dict) else [_split_kv(p, owner) for p in pairs or []]
+    if pairs is not None and not isinstance(pairs, (dict, list, tuple)):
+        msg = f"Parameters for {owner} must be key=value strings or a mapping. Got {type(pairs).__name__} instead."
+        raise ConfigError(msg)
+    from_dict = isinstance(pairs, dict)
+    items = pairs.items() if from_dict else [_split_kv(p, owner) for p in pairs or []]
     for key, raw in items:
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
             msg = f"Unknown parameter {key!r} for {owner}. Allowed: {', '.join(fields) or '(none)'}."
             raise ConfigError(msg, hint=f"Did you mean {close[0]!r}?" if close else None)
-        values[key] = _coerce(raw, fields[key].type, key, owner) if isinstance(raw, str) else raw
+        if from_dict:
+            values[key] = _check_type(raw, fields[key].type, key, owner)
+        else:
+            values[key] = _coerce(raw, fields[key].type, key, owner) if isinstance(raw, str) else raw
     return cls(**values)
 
 
@@ -109,6 +141,56 @@ def describe_config(cls: type) -> list[tuple[str, str, Any, str]]:
         typ = f.type if isinstance(f.type, str) else f.type.__name__
         rows.append((f.name, typ, default, f.metadata.get("help", "")))
     return rows
+
+
+# Convert a pickled Hugging Face directory once, in place (run it only on files you trust): the class
+# named in its config.json, else ``{auto}``; save_pretrained writes model.safetensors.
+HF_CONVERT = ("python -c \"import transformers as t; d='{dir}'; a=t.AutoConfig.from_pretrained(d).architectures; "
+              "m=getattr(t, a[0]) if a else t.{auto}; m.from_pretrained(d).save_pretrained(d)\"")
+
+
+def _pickled_weights(d: Any) -> list[str]:
+    return sorted(f.name for f in d.iterdir()
+                  if f.name.startswith("pytorch_model") and f.name.endswith((".bin", ".bin.index.json")))
+
+
+def _module_dirs(root: Any) -> list[Any]:
+    """The root and the sentence-transformers module folders that modules.json names."""
+    import json
+
+    dirs = [root]
+    try:
+        modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
+        dirs += [root / m["path"] for m in modules if isinstance(m, dict) and isinstance(m.get("path"), str)
+                 and m["path"] not in ("", ".") and (root / m["path"]).is_dir()]
+    except (OSError, ValueError, TypeError):
+        pass
+    return dirs
+
+
+def check_safetensors_dir(path: Any, what: str, convert: str = HF_CONVERT, auto: str = "AutoModel") -> None:
+    """Refuse, before anything is loaded, a model directory whose weights are not safetensors.
+
+    Pickled weights (``pytorch_model.bin``) can run code when unpickled, so marsctl never loads them;
+    ``convert`` is a shell command template (``{dir}``, ``{auto}``: the Auto class used when config.json
+    names no architecture) that the hint offers for converting them.
+    """
+    from pathlib import Path
+
+    root = Path(path)
+    for d in _module_dirs(root):
+        has_safe = any(d.glob("*.safetensors")) or any(d.glob("*.safetensors.index.json"))
+        pickled = _pickled_weights(d)
+        if has_safe:
+            continue
+        if pickled:
+            msg = (f"{what} {root}: {d / pickled[0]} holds pickled weights; marsctl loads only safetensors "
+                   "(unpickling a file can run code)")
+            hint = f"if you trust the file, convert it once with: {convert.format(dir=root, auto=auto)}"
+            raise ConfigError(msg, hint=hint)
+        if d == root:
+            msg = f"{what} {root}: no model.safetensors (the model's weights)"
+            raise ConfigError(msg, hint="pass a Hugging Face model directory saved with save_pretrained")
 
 
 @dataclasses.dataclass

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from marsctl import FORMAT_VERSION, __version__
 from marsctl.errors import ConfigError
 from marsctl.params import NoConfig, build_config
+from marsctl.records import file_sha256
 
 
 def derive_seed(*parts: Any) -> int:
@@ -105,6 +106,10 @@ class Head(ABC):
             sc += self.score_batch(p, [r["chosen"] for r in records[i : i + batch_size]])
             sr += self.score_batch(p, [r["rejected"] for r in records[i : i + batch_size]])
         for rec, c, r in zip(records, sc, sr, strict=True):
+            if not (math.isfinite(c) and math.isfinite(r)):
+                where = f"line {rec['_line']}" if "_line" in rec else f"pair {rec.get('id', '?')!r}"
+                msg = f"the {self.name} head gave a non-finite reward ({c}, {r}) for {where}"
+                raise ConfigError(msg, hint="the model's weights are damaged or diverged; retrain it")
             new = dict(rec)
             new["score_chosen"] = round(float(c), 6)
             new["score_rejected"] = round(float(r), 6)
@@ -113,14 +118,23 @@ class Head(ABC):
             out.append(new)
         return out
 
-    def save(self, path: str | Path) -> Path:
-        """Save config.json and the weights into a new directory (atomically replaced)."""
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Save the metadata file and the weights as a new model directory.
+
+        The directory is built beside ``path`` and renamed into place when complete. An existing
+        ``path`` is replaced only when it is empty, or when it is a marsctl model directory holding
+        nothing but marsctl's files and ``overwrite`` is true (``marsctl.outputs``).
+        """
         import shutil
-        import tempfile
+
+        from marsctl.outputs import check_model_dir_output, install_dir, new_temp_dir, write_failed
 
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        check_model_dir_output(target, overwrite=overwrite)
+        try:
+            tmp = new_temp_dir(target)
+        except OSError as e:
+            raise write_failed(target, e) from None
         try:
             self.save_weights(tmp)
             config = {
@@ -132,27 +146,53 @@ class Head(ABC):
                 **self.extra_config(),
                 "training": self.manifest_,
                 "history": self.history_,
+                "files": sorted([p.name for p in tmp.iterdir()] + [self.meta_file]),
+                "sha256": {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()},
             }
-            (tmp / self.meta_file).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-            if target.exists():
-                old = target.with_name(f".{target.name}.old")
-                if old.exists():
-                    shutil.rmtree(old)
-                target.rename(old)
-                tmp.rename(target)
-                shutil.rmtree(old)
-            else:
-                tmp.rename(target)
-        except BaseException:
+            text = json.dumps(config, indent=2, allow_nan=False) + "\n"
+            (tmp / self.meta_file).write_text(text, encoding="utf-8")
+            install_dir(tmp, target)
+        except BaseException as e:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise write_failed(target, e) from None
             raise
         return target
 
 
+# Fields of a model directory's metadata file and their JSON types (the rest is informational).
+_META_TYPES: dict[str, tuple[type, str]] = {
+    "head": (str, "a string"), "format_version": (int, "an integer"), "config": (dict, "an object"),
+    "training": (dict, "an object"), "history": (list, "an array"), "encoder": (dict, "an object"),
+}
+_JSON_NAMES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an integer",
+               float: "a number", type(None): "null"}
+
+
+def _model_config_path(p: Path) -> Path:
+    return p / "marsctl.json" if (p / "marsctl.json").exists() else p / "config.json"
+
+
+def _check_meta_types(cfg: dict[str, Any], cfg_path: Path) -> None:
+    """Each known field of a model's metadata has its JSON type (a bool is not an integer)."""
+    for key, (typ, name) in _META_TYPES.items():
+        if key not in cfg:
+            continue
+        value = cfg[key]
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)) or value == "":
+            got = "an empty string" if value == "" else _JSON_NAMES.get(type(value), type(value).__name__)
+            msg = f"{cfg_path}: field {key!r} must be {name}, not {got}"
+            raise ConfigError(msg, hint="the file is damaged or was edited: restore it, or train the model again")
+    seed = cfg.get("training", {}).get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        msg = f"{cfg_path}: field 'training.seed' must be an integer, not {_JSON_NAMES.get(type(seed), '?')}"
+        raise ConfigError(msg, hint="the file is damaged or was edited: restore it, or train the model again")
+
+
 def read_model_config(path: str | Path) -> dict[str, Any]:
-    """Read a model directory's config.json with clear errors."""
+    """Read a model directory's config.json with clear errors (every known field type-checked)."""
     p = Path(path)
-    cfg_path = p / "marsctl.json" if (p / "marsctl.json").exists() else p / "config.json"
+    cfg_path = _model_config_path(p)
     if not p.is_dir():
         msg = f"model dir {p}: no such directory"
         raise ConfigError(msg, hint="train one with: marsctl train PAIRS -o MODEL_DIR")
@@ -164,13 +204,39 @@ def read_model_config(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         msg = f"{cfg_path}: invalid JSON ({e.msg} at line {e.lineno})"
         raise ConfigError(msg) from None
+    except (UnicodeDecodeError, OSError) as e:
+        msg = f"{cfg_path}: cannot read it ({type(e).__name__}: {str(e)[:120]})"
+        raise ConfigError(msg) from None
     if not isinstance(cfg, dict) or "head" not in cfg:
         msg = f"{cfg_path}: missing field 'head' (not a marsctl model directory)"
         raise ConfigError(msg)
+    _check_meta_types(cfg, cfg_path)
     if cfg.get("format_version", 1) > FORMAT_VERSION:
         msg = f"{cfg_path}: format_version {cfg['format_version']} is newer than this marsctl understands"
         raise ConfigError(msg, hint="upgrade marsctl")
     return cfg
+
+
+def verify_checksums(path: Path, cfg: dict[str, Any]) -> None:
+    """Check the files of a model directory against the sha256s its metadata recorded when saved.
+
+    Catches damage that still parses (a flipped bit in a weight). Directories saved before
+    checksums were recorded have none and are not checked.
+    """
+    sums = cfg.get("sha256")
+    if sums is None:
+        return
+    if not isinstance(sums, dict):
+        msg = f"{_model_config_path(path)}: field 'sha256' must be an object of file name → sha256"
+        raise ConfigError(msg)
+    for name, want in sums.items():
+        f = path / str(name)
+        if not f.is_file():
+            msg = f"model dir {path}: {name} is missing (it was saved with the model)"
+            raise ConfigError(msg, hint="restore the file, or train the model again")
+        if file_sha256(f) != want:
+            msg = f"{f}: the file is damaged (its sha256 differs from the one recorded when it was saved)"
+            raise ConfigError(msg, hint="restore the file, or train the model again")
 
 
 def load_head(path: str | Path, expect: str | None = None, overrides: Any = None) -> Head:
@@ -188,12 +254,18 @@ def load_head(path: str | Path, expect: str | None = None, overrides: Any = None
         raise ConfigError(msg, hint=f"use --head {kind}, or train a new model without --init")
     cls = registry.load("head", kind)
     owner = f"the head {kind!r}"
-    saved = cfg.get("config", {})
+    cfg_path = _model_config_path(Path(path))
+    try:  # the saved config alone first, so that its errors name the file
+        config = build_config(cls.Config, cfg.get("config", {}), owner=owner)
+    except ConfigError as e:
+        msg = f"{cfg_path}, field 'config': {e}"
+        raise ConfigError(msg, hint="the file is damaged or was edited: restore it, or train the model again") from None
     if overrides:
-        saved = {**saved, **dataclasses.asdict(build_config(cls.Config, overrides, owner))}
+        new = dataclasses.asdict(build_config(cls.Config, overrides, owner))
         given = dict(overrides) if isinstance(overrides, dict) else dict(o.split("=", 1) for o in overrides)
-        saved = {**cfg.get("config", {}), **{k: saved[k] for k in given}}
-    config = build_config(cls.Config, saved, owner=owner)
+        saved = {**dataclasses.asdict(config), **{k.strip(): new[k.strip()] for k in given}}
+        config = build_config(cls.Config, saved, owner=owner)
+    verify_checksums(Path(path), cfg)
     head = cls(config, seed=cfg.get("training", {}).get("seed", 0))
     head.load_weights(Path(path))
     head.manifest_ = cfg.get("training", {})

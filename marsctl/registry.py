@@ -105,6 +105,13 @@ def create(kind: str, name: str, params: Any = None, **kwargs: Any) -> Any:
     return cls(config, **kwargs)
 
 
+def check_params(kind: str, name: str, params: Any = None) -> Any:
+    """Build (and so validate) plugin ``name``'s Config from ``params`` without creating the plugin."""
+    from marsctl.params import build_config
+
+    return build_config(load(kind, name).Config, params, owner=f"the {kind} {name!r}")
+
+
 def register(kind: str, name: str, cls: type) -> None:
     """Register a plugin class in this process (for tests and notebooks)."""
     _check_kind(kind)

@@ -75,6 +75,12 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, {"object": "chat.completion", "result": "?"})
         elif mode == "auth":
             self._send(401, {"error": {"message": "invalid api key"}})
+        elif mode.startswith("echo"):  # a careless server: echoes the request's credentials in its answer
+            auth = self.headers.get("Authorization") or ""
+            echo = f"rejected Authorization: {auth}; key={auth.split()[-1] if auth else ''}; raw {auth[7:]}"
+            code = {"echo401": 401, "echo500": 500, "echo200": 200}.get(mode, 401)
+            body = {"error": {"message": echo}} if code != 200 else {"result": echo, "headers": dict(self.headers)}
+            self._send(code, body)
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +152,74 @@ def test_unauthorised_names_the_env_var_not_the_key(server, monkeypatch):
         client.chat(MSG)
     assert "$MARSCTL_TEST_KEY" in e.value.hint and "sk-secret" not in str(e.value) + e.value.hint
     assert Handler.state["auth"]["auth"][-1] == "Bearer sk-secret-123"
+
+
+@pytest.mark.parametrize("mode", ["echo401", "echo500", "echo200"])
+@pytest.mark.parametrize("key", ["sk-secret-789abcdef", "plain-looking-secret-value-42"])
+def test_a_server_echoing_the_key_never_gets_it_printed(server, monkeypatch, mode, key):
+    """Before: the error body was quoted verbatim, Authorization header and key included."""
+    monkeypatch.setenv("MARSCTL_TEST_KEY", key)
+    client = ChatClient(f"{server}/{mode}/v1", api_key_env="MARSCTL_TEST_KEY", retries=1, backoff=0.0)
+    with pytest.raises(GeneratorError) as e:
+        client.chat(MSG)
+    shown = str(e.value) + (e.value.hint or "")
+    assert key not in shown and "[REDACTED]" in shown
+    assert Handler.state[mode]["auth"][-1] == f"Bearer {key}"  # the server did get (and echo) the key
+
+
+def test_redact_patterns():
+    from marsctl_plugins.augmenters.openai_client import redact
+
+    text = 'auth "Bearer abcdefgh12345", key sk-proj-abcdefgh, hf_abcdefghijkl, https://me:pw@host/v1, api_key=zzzzzz'
+    out = redact(text, ("zzzzzz",))
+    for secret in ("abcdefgh12345", "sk-proj", "hf_abcdefghijkl", "me:pw", "zzzzzz"):
+        assert secret not in out
+    assert redact("max token count exceeded for task-force model") == "max token count exceeded for task-force model"
+
+
+def test_cli_never_prints_an_echoed_key(server, tmp_path):
+    from conftest import FIXTURES, read_jsonl, run_cli
+
+    key = "sk-live-cli-secret-0123456789"
+    rows = read_jsonl(FIXTURES / "tiny.jsonl")[:1]
+    selected = "".join(json.dumps({**r, "pred_margin": 0.0, "budget": 1}) + "\n" for r in rows)
+    proc = run_cli("augment", "-", "--backend", "openai", "-p", f"base_url={server}/echo401/v1",
+                   "-p", "api_key_env=MARSCTL_CLI_KEY", "-p", "model=m", input=selected,
+                   env={"MARSCTL_CLI_KEY": key, "MARSCTL_CACHE_DIR": str(tmp_path / "c")})
+    assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "HTTP 401" in proc.stderr and "[REDACTED]" in proc.stderr
+    assert key not in proc.stderr and "cli-secret" not in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["sk-proj-abcdef123456", "sk_live_abcdef", "hf_abcdefghijklmnop", "my key",
+                                   "1NOT_A_NAME", "Bearer abc", "aB3" * 10])
+def test_a_key_given_as_api_key_env_is_refused_without_echoing_it(value):
+    from marsctl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'api_key_env' parameter") as e:
+        OpenAIConfig(api_key_env=value)
+    assert value not in str(e.value) + e.value.hint
+
+
+@pytest.mark.parametrize("value", ["", "OPENAI_API_KEY", "MY_KEY_2", "together_api_key", "HF_TOKEN"])
+def test_env_var_names_are_accepted(value):
+    assert OpenAIConfig(api_key_env=value).api_key_env == value
+
+
+def test_cli_refuses_a_key_as_api_key_env_and_writes_nothing(tmp_path):
+    from conftest import FIXTURES, read_jsonl, run_cli
+
+    secret = "sk-proj-REALSECRET0123456789"
+    rows = read_jsonl(FIXTURES / "tiny.jsonl")[:1]
+    selected = "".join(json.dumps({**r, "pred_margin": 0.0, "budget": 1}) + "\n" for r in rows)
+    out = tmp_path / "out.jsonl"
+    proc = run_cli("augment", "-", "--backend", "openai", "-p", f"api_key_env={secret}", "-o", str(out),
+                   input=selected, env={"MARSCTL_CACHE_DIR": str(tmp_path / "c")})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "'api_key_env' parameter of the openai augmenter" in errors[0]
+    assert "REALSECRET" not in proc.stderr + proc.stdout and not out.exists()
+    assert not any("REALSECRET" in p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())
 
 
 def test_augmenter_end_to_end_keeps_the_key_out_of_records(server, monkeypatch):

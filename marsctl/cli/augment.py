@@ -27,11 +27,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Emit synthetic pairs (labels kept, provenance added) for rows with budget > 0."""
         from marsctl import steps, ui
+        from marsctl.outputs import check_file_output
         from marsctl.records import write_records
 
+        check_file_output(output, [selected, model])
         records, name = read_input(selected)
+        counts, _ = steps.check_selected(records, name, model)  # before the plugin loads or prints anything
         aug = steps.make_augmenter(backend, param, seed=seed)
-        todo = sum(1 for r in records if isinstance(r.get("budget"), int) and r["budget"] > 0)
+        todo = sum(1 for b in counts if b > 0)
         with ui.progress(f"augment ({backend})", todo, "pairs") as advance:
             rows, stats = steps.augment(records, aug, round=round_, model=model, name=name, progress=advance,
                                         semantic_tries=tries if semantic else 0)

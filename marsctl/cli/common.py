@@ -39,11 +39,15 @@ def handle_errors(func: F) -> F:
 
 
 def read_input(path: str, *, allow_empty: bool = False) -> tuple[list[dict[str, Any]], str]:
-    """Read pairs from a path or '-' and return them with the display name."""
+    """Read pairs from a path or '-' and return them with the display name.
+
+    A closed stdin (``<&-``) is refused by ``read_pairs``; a terminal is refused here.
+    """
     from marsctl.records import read_pairs
 
     name = "<stdin>" if path == "-" else path
-    if path == "-" and sys.stdin.isatty():
+    open_stdin = sys.stdin is not None and not sys.stdin.closed
+    if path == "-" and open_stdin and sys.stdin.isatty():
         from marsctl.errors import DataError
 
         msg = "no input: give a JSONL file or pipe records into stdin"

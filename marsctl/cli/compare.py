@@ -41,6 +41,7 @@ def register(app: typer.Typer) -> None:
         """Run several selection strategies on the same split, pool and seeds; paired Δ with CIs, plots."""
         from marsctl.cli.select import selector_params
         from marsctl.compare import Compare, CompareConfig
+        from marsctl.outputs import check_run_dir
         from marsctl.records import read_pairs
 
         cfg = CompareConfig(strategies=[s.strip() for s in strategies.split(",") if s.strip()], seeds=seeds,
@@ -50,6 +51,7 @@ def register(app: typer.Typer) -> None:
                             protocols=[p.strip() for p in protocols.split(",") if p.strip()],
                             test_frac=test_frac, cap=cap, crossfit=crossfit, guard=guard,
                             mix_uniform=mix)
+        check_run_dir(out, [pairs, heldout], marker="compare.json")
         records, name = read_input(pairs)
         held = read_pairs(heldout) if heldout else None
         Compare(records, out, cfg, heldout=held, input_name=name, heldout_name=heldout).run()

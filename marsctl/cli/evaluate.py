@@ -25,14 +25,16 @@ def register(app: typer.Typer) -> None:
         """Held-out metrics: accuracy with a bootstrap 95% CI, ROC-AUC, SNR, σ'(Δ), length baseline, subsets."""
         from marsctl import steps
         from marsctl.metrics import evaluate
+        from marsctl.outputs import check_file_output
         from marsctl.params import check_interval
         from marsctl.plugin import load_head
         from marsctl.records import file_sha256, write_records
 
         check_interval(n_boot, "n_boot", "eval", kind=int, low=100)
+        check_file_output(scored_out, [pairs, model], flag="--scored")
         head = load_head(model)
         records, name = read_input(pairs)
-        scored = steps.score(records, head)
+        scored = steps.score(records, head, name=name)
         metrics = evaluate(scored, seed=seed, n_boot=n_boot)
         metrics["heldout"] = {"path": name, "sha256": file_sha256(pairs) if pairs != "-" else None}
         metrics["model"] = model
@@ -52,7 +54,7 @@ def print_metrics(m: dict) -> None:
     rows = [
         ["eval_accuracy", f"{m['accuracy']:.4f}  [{lo:.4f}, {hi:.4f}] 95% CI"],
         ["eval_roc_auc", f"{m['roc_auc']:.4f}"],
-        ["eval_margin_snr", f"{m['margin_snr']:.4f}"],
+        ["eval_margin_snr", "undefined (all margins equal)" if m["margin_snr"] is None else f"{m['margin_snr']:.4f}"],
         ["eval_curvature_weight", f"{m['curvature_weight']:.4f}  (mean σ'(Δ), max 0.25)"],
         ["eval_mean_reward", f"{m['mean_reward']:.4f}  (min {m['min_reward']:.3f}, max {m['max_reward']:.3f})"],
         ["baseline: longer response", f"{lb['longer']:.4f}  (shorter {lb['shorter']:.4f}, ties {lb['ties']:.4f})"],

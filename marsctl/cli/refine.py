@@ -48,8 +48,8 @@ def register(app: typer.Typer) -> None:
         augment_param: list[str] = typer.Option(None, "--augment-param", help="Augmenter parameter key=value."),
     ) -> None:
         """Run the MARS loop: train on base pairs, then R × (score → select → augment → retrain)."""
-        from marsctl import ui
         from marsctl.loop import RefineConfig, RefineRun
+        from marsctl.outputs import check_run_dir
         from marsctl.records import read_pairs
 
         config = RefineConfig(rounds=rounds, budget=budget, strategy=strategy,
@@ -58,11 +58,10 @@ def register(app: typer.Typer) -> None:
                               augment_params=list(augment_param or []), merge=merge, seed=seed, cap=cap,
                               mix_uniform=mix, match_steps=match_steps, crossfit=crossfit, guard=guard,
                               semantic_tries=tries if semantic else 0)
+        check_run_dir(out, [pairs, heldout])
         records, name = read_input(pairs)
         held = read_pairs(heldout) if heldout else None
-        if held is None:
-            ui.warn("no --eval file: rounds are compared on training data only (no held-out accuracy)")
-        else:
+        if held is not None:
             _leak_check(records, held, heldout)
         RefineRun(records, out, config, heldout=held, input_name=name, heldout_name=heldout).run(resume=resume)
 

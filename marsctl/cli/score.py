@@ -20,15 +20,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add score_chosen, score_rejected, pred_margin and p_chosen to every pair."""
         from marsctl import steps, ui
+        from marsctl.outputs import check_file_output
         from marsctl.params import check_interval
         from marsctl.plugin import load_head
         from marsctl.records import write_records
 
+        check_file_output(output, [pairs, model])
         if batch_size is not None:
             check_interval(batch_size, "batch_size", "score", kind=int, low=1)
         head = load_head(model)
         records, name = read_input(pairs)
-        scored = steps.score(records, head, batch_size=batch_size)
+        scored = steps.score(records, head, batch_size=batch_size, name=name)
         write_records(scored, output)
         acc = sum(1 for r in scored if r["pred_margin"] > 0) / len(scored)
         ui.info(f"scored {len(scored)} pairs from {name} with {model} (share with pred_margin > 0: {acc:.3f})")

@@ -34,8 +34,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Allocate an integer augmentation budget over scored pairs (adds 'budget'; Σ = B exactly)."""
         from marsctl import steps
+        from marsctl.outputs import check_file_output
         from marsctl.records import write_records
 
+        check_file_output(output, [scored])
         params = selector_params(param, alpha, alpha_scale)
         records, name = read_input(scored)
         rows, summary = steps.select(records, strategy=strategy, budget=budget, params=params, seed=seed,
@@ -58,11 +60,14 @@ def print_summary(s: dict) -> None:
     """The selection diagnostics on stderr."""
     from marsctl import ui
 
-    alpha = f", α_eff={s['alpha_eff']}" if "alpha_eff" in s else ""
+    def f(key: str, spec: str = "") -> str:
+        return "n/a" if s.get(key) is None else format(s[key], spec)  # diagnostics may be None, never NaN
+
+    alpha = f", α_eff={f('alpha_eff')}" if "alpha_eff" in s else ""
     ui.info(
         f"select {s['strategy']}{alpha}: budget {s['budget']} over {s['pairs']} pairs; "
-        f"{s['pairs_selected']} pairs get ≥1, largest b_i={s['max_budget']}, ESS={s['ess']}, "
-        f"share of budget on Δ<0: {s['share_negative_margin']:.3f}, std(Δ)={s['margin_std']:.4f}, "
-        f"mean σ'(Δ)={s['curvature_weight']:.4f}; "
+        f"{s['pairs_selected']} pairs get ≥1, largest b_i={s['max_budget']}, ESS={f('ess')}, "
+        f"share of budget on Δ<0: {s['share_negative_margin']:.3f}, std(Δ)={f('margin_std', '.4f')}, "
+        f"mean σ'(Δ)={f('curvature_weight', '.4f')}; "
         f"P(chosen longer) selected {s['p_chosen_longer_selected']:.3f} vs all {s['p_chosen_longer_all']:.3f}"
     )

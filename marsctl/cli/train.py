@@ -20,15 +20,20 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed for initialisation and shuffling."),
         init: str = typer.Option(None, "--init", help="Continue training from this model directory."),
         param: list[str] = typer.Option(None, "-p", "--param", help=PARAM_HELP),
+        overwrite: bool = typer.Option(False, "--overwrite",
+                                       help="Replace an existing marsctl model directory at -o (only one that "
+                                            "holds nothing but marsctl's files)."),
     ) -> None:
         """Train a Bradley–Terry reward head and save it as a model directory."""
         from marsctl import steps, ui
         from marsctl.embed import encoder_stats
+        from marsctl.outputs import check_model_dir_output
 
+        check_model_dir_output(output, [pairs, init], overwrite=overwrite)
         records, name = read_input(pairs)
-        model = steps.train(records, head=head, params=param, epochs=epochs, seed=seed, init=init)
+        model = steps.train(records, head=head, params=param, epochs=epochs, seed=seed, init=init, name=name)
         if model.is_main_process():
-            model.save(output)
+            model.save(output, overwrite=overwrite)
             m = model.manifest_
             emb = encoder_stats()
             ui.info(f"trained {model.name} on {len(records)} pairs from {name}: epochs={m.get('epochs')} "

@@ -39,7 +39,8 @@ class GenerationCache(SQLiteStore):
 
             path = cache_dir() / "generations.sqlite"
         super().__init__(path, "gen", encode=lambda v: json.dumps(list(v), ensure_ascii=False),
-                         decode=json.loads, column="outputs", column_type="TEXT")
+                         decode=json.loads, column="outputs", column_type="TEXT",
+                         valid=lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v))
         self.stats = {"hits": 0, "misses": 0}
 
     def get_many(self, keys: list[bytes]) -> dict[bytes, list[str]]:

@@ -19,6 +19,7 @@ import email.utils
 import http.client
 import json
 import os
+import re
 import threading
 import time
 import urllib.error
@@ -30,6 +31,34 @@ from marsctl.params import check_interval
 from marsctl_plugins.augmenters.filters import GenerativeAugmenter, GenerativeConfig
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_KEY_PREFIXES = ("sk-", "sk_", "pk-", "pk_", "rk-", "rk_", "hf_", "ghp_", "gho_", "gsk_", "github_pat_", "xox")
+
+
+def looks_like_secret(value: str) -> bool:
+    """True for a value that is not an env var name or looks like an API key (never shown to the user).
+
+    >>> looks_like_secret("OPENAI_API_KEY"), looks_like_secret("sk-abc123"), looks_like_secret("sk_live_x")
+    (False, True, True)
+    """
+    if not _ENV_NAME.fullmatch(value):
+        return True
+    mixed = any(c.islower() for c in value) and any(c.isupper() for c in value) and any(c.isdigit() for c in value)
+    return value.startswith(_KEY_PREFIXES) or (len(value) >= 24 and mixed)
+
+
+def check_env_name(value: str, name: str, owner: str) -> str:
+    """Check that ``value`` names an environment variable ('' for none); the value is never echoed."""
+    from marsctl.errors import ConfigError
+
+    if value and looks_like_secret(value):
+        msg = (f"The '{name}' parameter of {owner} must be the NAME of an environment variable (letters, digits "
+               "and _, not starting with a digit), not the key itself. Got a value that is not one (not shown).")
+        hint = f"put the key in the environment and pass its name: export OPENAI_API_KEY=...; -p {name}=OPENAI_API_KEY"
+        raise ConfigError(msg, hint=hint)
+    return value
 
 
 class GeneratorError(MarsError):
@@ -51,6 +80,34 @@ def _snippet(body: bytes | str, limit: int = 200) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     text = " ".join(text.split())
     return text[:limit] + ("…" if len(text) > limit else "")
+
+
+# What a server may echo back of a request's credentials: bearer tokens, sk-style keys, a URL's user:password@.
+REDACTED = "[REDACTED]"
+_SECRET_PATTERNS = [
+    (re.compile(r"(?i)\b(bearer\s+)[^\s\"',;}]+"), r"\1" + REDACTED),
+    (re.compile(r"(?i)(\"?(?:api[_-]?key|authorization|x-api-key)\"?\s*[:=]\s*\"?)(?!bearer\s)[^\s\"',;}]+"),
+     r"\1" + REDACTED),
+    (re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{6,}"), REDACTED),
+    (re.compile(r"\b(?:sk|hf|ghp|gho|gsk|xox[abprs])_[A-Za-z0-9_\-]{6,}"), REDACTED),
+    (re.compile(r"(//)[^/@\s]+@"), r"\1" + REDACTED + "@"),
+]
+
+
+def redact(text: str | None, secrets: tuple[str, ...] = ()) -> str | None:
+    """``text`` with the given secret values, and anything that looks like a credential, replaced.
+
+    >>> redact('{"echo": "Bearer abc123456789"}; key sk-abc123456789')
+    '{"echo": "Bearer [REDACTED]"}; key [REDACTED]'
+    """
+    if text is None:
+        return None
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    for pattern, repl in _SECRET_PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
 
 
 def _retry_after(value: str | None, cap: float) -> float | None:
@@ -103,6 +160,15 @@ class ChatClient:
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
+    def _secrets(self) -> tuple[str, ...]:
+        key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""
+        return (key,) if key else ()
+
+    def _clean(self, err: GeneratorError) -> GeneratorError:
+        """The error with the key, and anything that looks like a credential, taken out of message and hint."""
+        secrets = self._secrets()
+        return GeneratorError(redact(str(err), secrets) or "", hint=redact(err.hint, secrets))
+
     def _hint(self) -> str:
         return (f"is a server running at {self.base_url}? For a local one: bash scripts/llama_server.sh; "
                 "or pass -p base_url=http://HOST:PORT/v1")
@@ -118,9 +184,11 @@ class ChatClient:
                 self.stats["retries"] += int(attempt > 0)
             try:
                 return self._once(url, method, data, attempt)
+            except GeneratorError as e:  # a server's answer may echo the Authorization header
+                raise self._clean(e) from None
             except _Retry as r:
                 if attempt == self.retries:
-                    raise r.error from None
+                    raise self._clean(r.error) from None
                 time.sleep(r.delay if r.delay is not None else wait)
                 wait = min(wait * 2, self.max_backoff)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -186,7 +254,7 @@ class ChatClient:
         except (KeyError, IndexError, TypeError):
             msg = (f"{self.base_url}/chat/completions: the answer has no choices[0].message.content: "
                    f"{_snippet(json.dumps(data))!r}")
-            raise GeneratorError(msg, hint="is the server OpenAI-compatible?") from None
+            raise self._clean(GeneratorError(msg, hint="is the server OpenAI-compatible?")) from None
         if not isinstance(content, str):
             content = "" if content is None else str(content)
         return content
@@ -225,6 +293,7 @@ class OpenAIConfig(GenerativeConfig):
             msg = (f"The 'base_url' parameter of {owner} must start with http:// or https://. "
                    f"Got {self.base_url!r} instead.")
             raise ConfigError(msg)
+        check_env_name(self.api_key_env, "api_key_env", owner)
         check_interval(self.concurrency, "concurrency", owner, kind=int, low=1, high=256)
         check_interval(self.timeout, "timeout", owner, low=0.0, high=3600.0, closed="right")
         check_interval(self.retries, "retries", owner, kind=int, low=0, high=20)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from marsctl.errors import ConfigError
-from marsctl.params import check_interval
+from marsctl.params import check_interval, check_safetensors_dir
 from marsctl.plugin import derive_seed
 from marsctl_plugins.augmenters.filters import GenerativeAugmenter, GenerativeConfig
 
@@ -134,14 +134,19 @@ class RewriteAugmenter(GenerativeAugmenter):
             raise ConfigError(msg, hint="pip install 'marsctl[llm]'") from None
         transformers.logging.disable_progress_bar()  # loading bars would bury marsctl's own on stderr
         import torch
+        from safetensors import SafetensorError
 
+        if not gguf:  # never unpickle: a directory must hold safetensors, refused before loading
+            check_safetensors_dir(directory, "the rewrite augmenter's model", auto="AutoModelForCausalLM")
         kw = {"gguf_file": gguf} if gguf else {}
         tok = self._load_tokenizer(transformers, directory, kw)
         dtype = torch.float32 if self.config.device == "cpu" else "auto"
+        safe = {} if gguf else {"use_safetensors": True}
         try:
-            model = transformers.AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, **kw)
-        except (OSError, ValueError) as e:
-            msg = f"model {directory / (gguf or '')}: cannot load it as a causal LM ({str(e).splitlines()[0]})"
+            model = transformers.AutoModelForCausalLM.from_pretrained(str(directory), dtype=dtype, **kw, **safe)
+        except (OSError, ValueError, RuntimeError, SafetensorError) as e:
+            reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
+            msg = f"model {directory / (gguf or '')}: cannot load it as a causal LM ({reason})"
             raise ConfigError(msg) from None
         model.to(self.config.device).eval()
         tok.padding_side = "left"

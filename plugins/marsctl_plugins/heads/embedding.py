@@ -31,6 +31,47 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+DAMAGED_HINT = "the file is damaged: restore it from a copy, or train the model again with: marsctl train PAIRS -o DIR"
+
+
+def read_safetensors(f: Path) -> dict[str, Any]:
+    """The tensors of a safetensors file; a damaged file (truncated, empty, bad header) is a ConfigError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from marsctl.errors import ConfigError
+
+    try:
+        return load_file(str(f))
+    except (SafetensorError, OSError, ValueError) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        msg = f"{f}: not a readable safetensors file ({reason})"
+        raise ConfigError(msg, hint=DAMAGED_HINT) from None
+
+
+def check_state(f: Path, state: dict[str, Any], expected: dict[str, Any], owner: str) -> None:
+    """Check loaded tensors against the model's own: the same names, shapes and dtypes, and all finite."""
+    import torch
+
+    from marsctl.errors import ConfigError
+
+    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or extra:
+        what = f"missing tensor {missing[0]!r}" if missing else f"unexpected tensor {extra[0]!r}"
+        msg = f"{f}: {what}; the weights do not fit {owner}"
+        raise ConfigError(msg, hint=DAMAGED_HINT)
+    for name, want in expected.items():
+        got = state[name]
+        if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
+            msg = (f"{f}: the weights do not fit {owner} (tensor {name!r} is {got.dtype} {tuple(got.shape)}; "
+                   f"it needs {want.dtype} {tuple(want.shape)})")
+            raise ConfigError(msg, hint="the weights and config.json do not match: " + DAMAGED_HINT)
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            bad = int((~torch.isfinite(got)).sum())
+            msg = f"{f}: tensor {name!r} holds {bad} NaN or infinite values"
+            raise ConfigError(msg, hint=DAMAGED_HINT)
+
+
 FEATURES = {
     # name: (blocks, width multiple of the embedding dim)
     "response": ("r",),
@@ -38,6 +79,13 @@ FEATURES = {
     "interaction": ("r", "p*r"),
     "full": ("p", "r", "p*r", "|p-r|"),
 }
+
+
+# Upper bounds, so that a config (a -p flag or a model dir's config.json) cannot make marsctl allocate
+# unbounded memory: hidden=65536 on the 'full' features of a 384-d encoder is 100M weights (400 MB).
+MAX_HIDDEN = 65536
+MAX_BATCH = 1 << 20
+MAX_EPOCHS = 10_000
 
 
 @dataclass
@@ -62,10 +110,10 @@ class LinearConfig:
     def __post_init__(self) -> None:
         owner = "the head"
         check_choice(self.features, "features", owner, list(FEATURES))
-        check_interval(self.epochs, "epochs", owner, kind=int, low=0)
+        check_interval(self.epochs, "epochs", owner, kind=int, low=0, high=MAX_EPOCHS)
         check_interval(self.lr, "lr", owner, low=0, closed="right")
         check_interval(self.weight_decay, "weight_decay", owner, low=0)
-        check_interval(self.batch_size, "batch_size", owner, kind=int, low=1)
+        check_interval(self.batch_size, "batch_size", owner, kind=int, low=1, high=MAX_BATCH)
         check_interval(self.center_rewards, "center_rewards", owner, low=0)
         check_interval(self.max_seq_length, "max_seq_length", owner, kind=int, low=8, high=8192)
 
@@ -81,7 +129,7 @@ class MLPConfig(LinearConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_interval(self.hidden, "hidden", "the head", kind=int, low=1)
+        check_interval(self.hidden, "hidden", "the head", kind=int, low=1, high=MAX_HIDDEN)
         check_interval(self.dropout, "dropout", "the head", low=0, high=1, closed="left")
 
 
@@ -177,13 +225,20 @@ class LinearHead(Head):
         return steps
 
     def score_batch(self, prompts: list[str], responses: list[str]) -> list[float]:
-        """Rewards for aligned prompts and responses."""
+        """Rewards for aligned prompts and responses.
+
+        Computed in float64 on a float64 copy of the weights: a float32 matrix product gives row
+        results that differ by ~1e-7 with the number of rows, so scores would depend on the batch
+        size; in float64 they agree far below the 6 decimals written.
+        """
+        import copy
+
         import torch
 
-        model = self._ensure_model()
+        model = copy.deepcopy(self._ensure_model()).double()
         model.eval()
         with torch.no_grad():
-            x = torch.from_numpy(self._features(prompts, responses))
+            x = torch.from_numpy(self._features(prompts, responses)).double()
             return model(x).squeeze(-1).tolist()
 
     def last_hidden(self, prompts: list[str], responses: list[str]) -> Any:
@@ -199,22 +254,18 @@ class LinearHead(Head):
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
 
     def load_weights(self, path: Path) -> None:
-        """Read model.safetensors written by save_weights."""
-        from safetensors.torch import load_file
-
+        """Read model.safetensors written by save_weights (names, shapes, dtypes and finiteness checked)."""
         from marsctl.errors import ConfigError
 
         f = path / "model.safetensors"
-        if not f.exists():
+        if not f.is_file():
             msg = f"model dir {path}: no model.safetensors"
             raise ConfigError(msg)
         self.model_ = None
         model = self._ensure_model()
-        try:
-            model.load_state_dict(load_file(str(f)))
-        except RuntimeError as e:
-            msg = f"model dir {path}: weights do not fit the {self.name} head's config ({str(e)[:200]})"
-            raise ConfigError(msg) from None
+        state = read_safetensors(f)
+        check_state(f, state, model.state_dict(), f"the {self.name} head's config")
+        model.load_state_dict(state)
 
     def extra_config(self) -> dict[str, Any]:
         """Encoder and feature spec."""

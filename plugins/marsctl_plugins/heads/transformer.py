@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from marsctl.errors import ConfigError
-from marsctl.params import check_choice, check_interval
+from marsctl.params import check_choice, check_interval, check_safetensors_dir
 from marsctl.plugin import Head, derive_seed
 
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
@@ -86,17 +86,17 @@ class TransformerConfig:
         owner = "the transformer head"
         check_interval(self.max_length, "max_length", owner, kind=int, low=8, high=1_000_000)
         check_choice(self.template, "template", owner, TEMPLATES)
-        check_interval(self.epochs, "epochs", owner, kind=int, low=0)
+        check_interval(self.epochs, "epochs", owner, kind=int, low=0, high=10_000)
         check_interval(self.lr, "lr", owner, low=0, closed="right")
-        check_interval(self.batch_size, "batch_size", owner, kind=int, low=1)
-        check_interval(self.grad_accum, "grad_accum", owner, kind=int, low=1)
+        check_interval(self.batch_size, "batch_size", owner, kind=int, low=1, high=65_536)
+        check_interval(self.grad_accum, "grad_accum", owner, kind=int, low=1, high=65_536)
         check_interval(self.warmup_ratio, "warmup_ratio", owner, low=0, high=1)
         check_interval(self.weight_decay, "weight_decay", owner, low=0)
         check_interval(self.max_grad_norm, "max_grad_norm", owner, low=0)
         if self.dropout != -1:
             check_interval(self.dropout, "dropout", owner, low=0, high=1, closed="left")
         check_choice(self.precision, "precision", owner, PRECISIONS)
-        check_interval(self.eval_batch_size, "eval_batch_size", owner, kind=int, low=1)
+        check_interval(self.eval_batch_size, "eval_batch_size", owner, kind=int, low=1, high=65_536)
         check_interval(self.center_rewards, "center_rewards", owner, low=0)
 
 
@@ -315,24 +315,49 @@ class TransformerHead(Head):
         if not Path(path).is_dir():
             msg = f"the transformer head's model_path {path}: no such directory"
             raise ConfigError(msg, hint="pass a local Hugging Face model directory with -p model_path=DIR")
+        # Never unpickle: a directory without safetensors weights is refused before anything loads.
+        check_safetensors_dir(path, "the transformer head's model", auto="AutoModelForSequenceClassification")
         torch.manual_seed(self.seed)
         random.seed(self.seed)
-        tok = transformers.AutoTokenizer.from_pretrained(path)
-        log = transformers.logging
-        verbosity, bars = log.get_verbosity(), log.is_progress_bar_enabled()
-        log.set_verbosity_error()  # "some weights newly initialised" is expected: the score layer is new
-        log.disable_progress_bar()
         try:
-            model = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
-        finally:
-            log.set_verbosity(verbosity)
-            if bars:
-                log.enable_progress_bar()
+            tok = transformers.AutoTokenizer.from_pretrained(path)
+        except (OSError, ValueError) as e:
+            msg = f"model {path}: cannot load its tokenizer ({_first_line(e)})"
+            raise ConfigError(msg, hint="pass a Hugging Face model directory saved with save_pretrained") from None
+        model = self._load_model(transformers, path)
         model.float()  # fp32 master weights; mixed precision is autocast
         self.tokenizer_, self.model_ = tok, model
         self._ensure_pad_token()
         self._resolve_template()
         self._resolve_max_length()
+
+    def _load_model(self, transformers: Any, path: str) -> Any:
+        """The sequence classifier, from safetensors only, with every parameter checked to be finite."""
+        import torch
+        from safetensors import SafetensorError
+
+        weights = Path(path) / "model.safetensors"
+        where = weights if weights.exists() else f"model {path}"
+        log = transformers.logging
+        verbosity, bars = log.get_verbosity(), log.is_progress_bar_enabled()
+        log.set_verbosity_error()  # "some weights newly initialised" is expected: the score layer is new
+        log.disable_progress_bar()
+        try:
+            model = transformers.AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=1, use_safetensors=True)
+        except (SafetensorError, OSError, ValueError, RuntimeError, KeyError) as e:
+            msg = f"{where}: cannot load the model's weights ({_first_line(e)})"
+            raise ConfigError(msg, hint="the model's files are damaged or incomplete: restore them, or "
+                                        "save the model again with save_pretrained") from None
+        finally:
+            log.set_verbosity(verbosity)
+            if bars:
+                log.enable_progress_bar()
+        for name, p in model.named_parameters():
+            if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+                msg = f"{where}: parameter {name!r} holds NaN or infinite values (damaged weights)"
+                raise ConfigError(msg, hint="restore the model's files, or train it again")
+        return model
 
     def _ensure_pad_token(self) -> None:
         from marsctl import ui
@@ -702,6 +727,10 @@ class TransformerHead(Head):
         return {"backbone": self.backbone_ or self.config.model_path, "template": self.template_,
                 "max_length": self.max_length_, "truncation": TRUNCATION_RULE,
                 "added_pad_token": self.added_pad_token_, "hf_format": True}
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 def _null() -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -36,10 +37,12 @@ class MarsSelector(Selector):
     Config: ClassVar[type] = AlphaConfig
 
     def alpha_eff(self, margins: list[float]) -> float:
-        """α after the optional scaling by std(Δ)."""
+        """α after the optional scaling by std(Δ) (finite: a subnormal std gives the largest float)."""
         if self.config.alpha_scale == "std":
             sd = population_std(margins)
-            return self.config.alpha / sd if sd > 0 else 0.0
+            if not sd > 0:
+                return 0.0
+            return min(self.config.alpha / sd, sys.float_info.max)
         return self.config.alpha
 
     def transform(self, margins: list[float]) -> list[float]:

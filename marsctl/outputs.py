@@ -1,0 +1,247 @@
+"""Where outputs may go: marsctl never deletes or replaces what a user had, and a failed write leaves nothing.
+
+Every command checks its outputs before any work starts:
+
+- ``-o FILE`` may replace an existing regular file that is not one of the command's inputs. It is
+  refused when it is a directory, an input (the same path, a symlink or a hard link to it), or sits
+  under a file. Devices and pipes (``/dev/null``, ``/dev/stdout``) are written in place.
+- A model directory (``train -o DIR``) is created new. An existing one is replaced only when it is
+  empty, or when it is a marsctl model directory that holds nothing but the files marsctl wrote and
+  ``--overwrite`` is given; the new directory is complete before the old one is removed.
+- A run directory (``refine --out``, ``compare --out``) is created new or continued; marsctl never
+  writes into a directory that holds anything but one of its own runs.
+
+Temporary files and folders are named ``.NAME.marsctl-PID-XXXX.tmp`` beside their target, so a
+write killed by SIGKILL leaves debris that the next write to the same target removes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from marsctl.errors import ConfigError, MarsError
+
+TMP_TAG = "marsctl"
+
+
+class OutputError(MarsError):
+    """An output could not be written (a full disk, a read-only folder): exit 1, nothing partial left."""
+
+    exit_code = 1
+
+
+def write_failed(target: str | os.PathLike, err: OSError) -> OutputError:
+    """The error for an OSError while writing ``target``."""
+    reason = err.strerror or str(err)
+    in_place = str(target) == "stdout" or is_special(Path(target))
+    return OutputError(f"could not write {target}: {reason}",
+                       hint=None if in_place else "nothing partial was left behind")
+
+
+# ------------------------------------------------------------------------------------------- temporaries
+def temp_prefix(target: Path) -> str:
+    """The name prefix of this process's temporaries for ``target``."""
+    return f".{target.name}.{TMP_TAG}-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale(target: Path) -> int:
+    """Remove temporaries of ``target`` left by marsctl processes that no longer run; return how many."""
+    removed = 0
+    with contextlib.suppress(OSError):
+        for p in target.parent.glob(f".{glob_escape(target.name)}.{TMP_TAG}-*"):
+            pid_text = p.name[len(target.name) + len(TMP_TAG) + 3 :].split("-", 1)[0]
+            if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+                continue
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+            removed += 1
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """Escape glob metacharacters in a file name.
+
+    >>> glob_escape("a[1]*.jsonl")
+    'a[[]1[]][*].jsonl'
+    """
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
+def is_special(path: Path) -> bool:
+    """True for an existing device, pipe or socket (written in place, never replaced)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def _input_paths(inputs: Iterable[str | os.PathLike | None]) -> list[Path]:
+    return [Path(p) for p in inputs if p is not None and str(p) != "-"]
+
+
+def check_parent(path: Path, flag: str) -> None:
+    """Refuse a path whose nearest existing ancestor is not a directory (``-o file.jsonl/out``)."""
+    for parent in path.absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                msg = f"{flag} {path}: {parent} is a file, so nothing can be written under it"
+                raise ConfigError(msg, hint=f"choose a new {flag}")
+            return
+
+
+def check_not_input(path: Path, inputs: Iterable[str | os.PathLike | None], flag: str) -> None:
+    """Refuse an output that is one of the inputs, or a folder that holds one."""
+    for inp in _input_paths(inputs):
+        if path.exists() and inp.exists() and _same_file(path, inp):
+            msg = f"{flag} {path} is also an input of this command: writing it would replace the input"
+            raise ConfigError(msg, hint=f"choose a new {flag}")
+        if inp.exists() and path.resolve() in inp.resolve().parents:
+            msg = f"{flag} {path} holds the input {inp}: writing a directory there would remove it"
+            raise ConfigError(msg, hint=f"choose a new {flag}")
+        if inp.is_dir() and inp.resolve() in path.resolve().parents:
+            msg = f"{flag} {path} is inside the input directory {inp}, which marsctl does not write into"
+            raise ConfigError(msg, hint=f"choose a new {flag}")
+
+
+def check_file_output(path: str | os.PathLike | None, inputs: Iterable[str | os.PathLike | None] = (),
+                      flag: str = "-o") -> None:
+    """Check a JSONL/JSON output file (``-`` is stdout) before any work starts."""
+    if path is None or str(path) == "-":
+        return
+    p = Path(path)
+    if p.is_dir():
+        msg = f"{flag} {p} is a directory; give a file name"
+        raise ConfigError(msg, hint=f"e.g. {flag} {p / 'out.jsonl'}")
+    check_parent(p, flag)
+    check_not_input(p, inputs, flag)
+
+
+def model_dir_files(path: Path) -> set[str] | None:
+    """The files marsctl wrote into a marsctl model directory, or None when it is not one."""
+    for meta in ("marsctl.json", "config.json"):
+        f = path / meta
+        if not f.is_file():
+            continue
+        try:
+            cfg = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(cfg, dict) and "head" in cfg and "format_version" in cfg:
+            files = cfg.get("files")
+            if isinstance(files, list) and all(isinstance(x, str) for x in files):
+                return {*files, meta}
+            return {meta, "model.safetensors"}  # written before the list of files was recorded
+    return None
+
+
+def _entries(names: list[str]) -> str:
+    return f"{len(names)} {'entry' if len(names) == 1 else 'entries'}"
+
+
+def check_model_dir_output(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (), *,
+                           overwrite: bool = False, flag: str = "-o") -> None:
+    """Check a model directory output: new, empty, or (with ``overwrite``) marsctl's own model."""
+    p = Path(path)
+    check_parent(p, flag)
+    check_not_input(p, inputs, flag)
+    if not p.exists() and not p.is_symlink():
+        return
+    if not p.is_dir() or p.is_symlink():
+        msg = f"{flag} {p} exists and is not a directory; a model directory is written there"
+        raise ConfigError(msg, hint=f"choose a new {flag}")
+    entries = sorted(x.name for x in p.iterdir())
+    if not entries:
+        return
+    own = model_dir_files(p)
+    if own is None:
+        msg = (f"{flag} {p} is a directory that is not a marsctl model directory ({_entries(entries)}, "
+               f"e.g. {entries[0]!r}); marsctl will not replace it")
+        raise ConfigError(msg, hint=f"choose a new {flag}")
+    foreign = [e for e in entries if e not in own]
+    if foreign:
+        msg = (f"{flag} {p} holds files marsctl did not write ({', '.join(foreign[:3])}"
+               f"{', …' if len(foreign) > 3 else ''}); marsctl will not replace it")
+        raise ConfigError(msg, hint=f"choose a new {flag}, or move those files out")
+    if not overwrite:
+        msg = f"{flag} {p} already holds a marsctl model"
+        raise ConfigError(msg, hint="pass --overwrite to replace it (the new model is complete before the old "
+                                    f"one is removed), or choose a new {flag}")
+
+
+def check_run_dir(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (), *,
+                  marker: str = "manifest.json", flag: str = "--out") -> bool:
+    """Check a run directory output; True when it already holds a marsctl run (``marker`` present)."""
+    p = Path(path)
+    check_parent(p, flag)
+    check_not_input(p, inputs, flag)
+    if not p.exists() and not p.is_symlink():
+        return False
+    if not p.is_dir():
+        msg = f"{flag} {p} exists and is not a directory; a run directory is written there"
+        raise ConfigError(msg, hint=f"choose a new {flag}")
+    if (p / marker).is_file():
+        return True
+    entries = sorted(x.name for x in p.iterdir())
+    if entries:
+        msg = (f"{flag} {p} is a directory that does not hold a marsctl run ({_entries(entries)}, "
+               f"e.g. {entries[0]!r}); marsctl will not write into it")
+        raise ConfigError(msg, hint=f"choose a new {flag}")
+    return False
+
+
+# -------------------------------------------------------------------------------------------- directories
+def new_temp_file(target: Path) -> tuple[int, str]:
+    """A fresh temporary file beside ``target``: (open descriptor, path)."""
+    return tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
+
+
+def new_temp_dir(target: Path) -> Path:
+    """A fresh temporary directory beside ``target`` (stale ones of dead processes are removed first)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target)
+    return Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent))
+
+
+def install_dir(tmp: Path, target: Path) -> None:
+    """Move the complete directory ``tmp`` to ``target``; an existing target (already checked) goes last."""
+    if not target.exists():
+        tmp.rename(target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".old", dir=target.parent))
+    old.rmdir()
+    target.rename(old)
+    try:
+        tmp.rename(target)
+    except BaseException:
+        old.rename(target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

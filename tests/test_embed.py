@@ -1,0 +1,48 @@
+"""The encoder behind the cache: canonical batching gives each text the same vector whatever its company."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import FIXTURES
+
+from marsctl.embed import PAD_MULTIPLE, EmbeddingCache, Encoder
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    rows = [json.loads(x) for x in (FIXTURES / "hh_test.jsonl").read_text().splitlines()[:30]]
+    return [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
+
+
+def fresh(tmp_path, name: str, batch_size: int = 64) -> Encoder:
+    return Encoder(batch_size=batch_size, cache=EmbeddingCache(tmp_path / f"{name}.sqlite"))
+
+
+def test_vectors_do_not_depend_on_batching_or_cache_order(tmp_path, texts):
+    whole = fresh(tmp_path, "whole").encode(texts)
+    small = fresh(tmp_path, "small", batch_size=3).encode(texts)
+    staged = fresh(tmp_path, "staged")
+    staged.encode(texts[::-1][:17])  # the cache is filled in another order, with other company
+    staged.encode(texts[5:40:2], side="response")
+    later = staged.encode(texts)
+    assert whole.dtype == np.float32 and whole.shape == (len(texts), staged.dim)
+    assert np.array_equal(whole, small) and np.array_equal(whole, later)  # bit for bit
+
+
+def test_canonical_batches_match_sentence_transformers(tmp_path, texts):
+    enc = fresh(tmp_path, "st")
+    ours = enc.encode(texts)
+    ref = enc._load().encode(texts, batch_size=16, normalize_embeddings=True, convert_to_numpy=True)
+    cos = (ours * ref).sum(axis=1)
+    assert cos.min() > 0.99999
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_padded_length_is_a_multiple_capped_at_max_seq_length(tmp_path):
+    enc = fresh(tmp_path, "pad")
+    assert enc._padded_length(1) == PAD_MULTIPLE
+    assert enc._padded_length(PAD_MULTIPLE + 1) == 2 * PAD_MULTIPLE
+    assert enc._padded_length(10_000) == enc.max_seq_length

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import statistics
 from pathlib import Path
 from typing import Any
+
+from marsctl.report import mean_std_markdown
 
 DATASETS = ["hh_rlhf_harmless_base_test", "pandalm_testset", "llmbar"]
 HEADS = ("mlp", "linear")
@@ -15,14 +16,6 @@ def write_results(rows: list[dict[str, Any]], out: Path, name: str, column: str,
                   labels: list[str]) -> str:
     """Write NAME.jsonl and NAME.md (dataset × head rows, one column per value); return the table."""
     (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    lines = ["| dataset | head | " + " | ".join(labels) + " |", "|---|---|" + "---|" * len(values)]
-    for ds in DATASETS:
-        for head in HEADS:
-            cells = []
-            for v in values:
-                accs = [r["accuracy"] for r in rows if (r["dataset"], r["head"], r[column]) == (ds, head, v)]
-                cells.append(f"{statistics.mean(accs):.3f} ± {statistics.pstdev(accs):.3f}")
-            lines.append(f"| {ds} | {head} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines) + "\n"
+    table = mean_std_markdown(rows, {"dataset": DATASETS, "head": HEADS}, column, values, labels)
     (out / f"{name}.md").write_text(table)
     return table

@@ -13,23 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from marsctl.errors import ConfigError
-from marsctl.store import SQLiteStore
+from marsctl.store import SQLiteStore, cache_dir
 
 TRUNCATION_RULE = "prompt:keep-end,response:keep-start,v1"
 PAD_MULTIPLE = 16  # canonical batches: texts padded to a multiple of 16 tokens (see Encoder.encode)
-
-
-def cache_dir() -> Path:
-    """Where marsctl keeps its caches."""
-    root = os.environ.get("MARSCTL_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "marsctl")
-    return Path(root)
 
 
 def default_encoder_path() -> str:
@@ -87,14 +80,15 @@ class EmbeddingCache(SQLiteStore):
         return (self.dim is None or v.shape == (self.dim,)) and bool(np.isfinite(v).all())
 
 
-_ENCODERS: dict[tuple[str, int, str], Encoder] = {}
+_ENCODERS: dict[tuple[str, int, str, str], Encoder] = {}
 
 
-def get_encoder(model_path: str | None = None, max_seq_length: int = 256, device: str = "cpu") -> Encoder:
-    """One shared Encoder per (model, length, device) in this process, so the model loads once."""
-    key = (model_path or default_encoder_path(), max_seq_length, device)
+def get_encoder(model_path: str | None = None, max_seq_length: int = 256, device: str = "cpu",
+                backend: str = "torch") -> Encoder:
+    """One shared Encoder per (model, length, device, backend) in this process, so the model loads once."""
+    key = (model_path or default_encoder_path(), max_seq_length, device, backend)
     if key not in _ENCODERS:
-        _ENCODERS[key] = Encoder(key[0], max_seq_length=max_seq_length, device=device)
+        _ENCODERS[key] = Encoder(key[0], max_seq_length=max_seq_length, device=device, backend=backend)
     return _ENCODERS[key]
 
 
@@ -117,11 +111,17 @@ class Encoder:
     max_seq_length : int
         Word pieces read per text (longer texts are truncated as the module doc says).
     device : str
-        ``cpu``, ``cuda``, ...
+        ``cpu``, ``cuda``, ... (the torch backend's)
+    backend : str
+        ``torch``, ``onnx`` or ``static`` (see :mod:`marsctl.encoders`); each has its own cache keys.
     """
 
     def __init__(self, model_path: str | None = None, max_seq_length: int = 256, device: str = "cpu",
-                 batch_size: int = 64, cache: EmbeddingCache | None = None):
+                 batch_size: int = 64, cache: EmbeddingCache | None = None, backend: str = "torch"):
+        from marsctl.encoders import BACKENDS, FORMAT
+        from marsctl.params import check_choice
+
+        self.backend = check_choice(backend, "encoder_backend", "the encoder", list(BACKENDS))
         self.model_path = model_path or default_encoder_path()
         if not Path(self.model_path).is_dir():
             msg = f"encoder {self.model_path}: no such model directory"
@@ -136,8 +136,11 @@ class Encoder:
         self.device = device
         self.batch_size = batch_size
         self.id = f"{Path(self.model_path).name}:{_encoder_fingerprint(self.model_path, max_seq_length)}"
+        if backend != "torch":  # not torch's vectors bit for bit: keys of its own (why: marsctl/encoders.py)
+            self.id += f":{FORMAT[backend]}"
         self._cache = cache
         self._model: Any = None
+        self._impl: Any = None
         self.stats = {"hits": 0, "misses": 0, "embed_seconds": 0.0}
 
     @property
@@ -152,12 +155,26 @@ class Encoder:
         """Embedding width, read from the model config without loading it."""
         cfg = Path(self.model_path) / "config.json"
         data = json.loads(cfg.read_text())
-        return int(data.get("hidden_size") or data.get("d_model"))
+        from marsctl.encoders import backend_dim
+
+        return backend_dim(self, int(data.get("hidden_size") or data.get("d_model")))
 
     def describe(self) -> dict[str, Any]:
         """Facts for config.json."""
         return {"path": self.model_path, "id": self.id, "max_seq_length": self.max_seq_length,
-                "truncation": TRUNCATION_RULE}
+                "truncation": TRUNCATION_RULE, "backend": self.backend}
+
+    @property
+    def tokenizer(self) -> Any:
+        """The encoder's tokenizer (it decides the truncation and the canonical batches, whatever the backend)."""
+        return self._load().tokenizer if self.backend == "torch" else self._backend().tokenizer
+
+    def _backend(self) -> Any:
+        if self._impl is None:
+            from marsctl.encoders import make_backend
+
+            self._impl = make_backend(self)
+        return self._impl
 
     def _load(self) -> Any:
         if self._model is None:
@@ -182,7 +199,7 @@ class Encoder:
 
     def _keep_end(self, texts: list[str]) -> list[str]:
         """Cut each text to its last ``max_seq_length - 2`` word pieces."""
-        tok = self._load().tokenizer
+        tok = self.tokenizer
         keep = self.max_seq_length - 2
         enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True, truncation=False)
         out = []
@@ -229,7 +246,7 @@ class Encoder:
         todo = [missing[k] for k in todo_keys]
         if side == "prompt":
             todo = self._keep_end(todo)
-        tok = self._load().tokenizer
+        tok = self.tokenizer
         ids = tok(todo, truncation=True, max_length=self.max_seq_length)["input_ids"]
         order = sorted(range(len(todo)), key=lambda i: (self._padded_length(len(ids[i])), todo[i]))
         with ui.progress(f"embedding {side}s", len(todo), "texts") as advance:
@@ -252,6 +269,9 @@ class Encoder:
 
     def _forward(self, texts: list[str], length: int) -> np.ndarray:
         """Embed texts padded to exactly ``length`` tokens, L2-normalised, float32."""
+        return self._forward_torch(texts, length) if self.backend == "torch" else self._backend().forward(texts, length)
+
+    def _forward_torch(self, texts: list[str], length: int) -> np.ndarray:
         import torch
 
         model = self._load()

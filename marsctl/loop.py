@@ -12,59 +12,71 @@ Layout of a run directory::
 A round is built in ``round-k.partial/`` and renamed when complete, so a finished round is never
 rewritten and an interrupted run loses nothing that finished; ``resume=True`` continues after the
 last finished round and gives the same result as an uninterrupted run.
+
+One head object serves a round: round k−1's head scores the base pairs once, fills West-of-N pools,
+judges semantic rewrites and scores novelty, then round k trains it on (``steps.train(init=head)``).
+Only a resumed run loads a model from disk, once.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from marsctl import FORMAT_VERSION, __version__, registry, steps, ui
-from marsctl.embed import encoder_stats
+from marsctl import FORMAT_VERSION, __version__, registry, report, rundir, steps, ui
+from marsctl.checks import check_budget, report_identical
 from marsctl.errors import ConfigError, DataError
+from marsctl.jsonio import strip_private, write_json, write_records
 from marsctl.metrics import curvature_trace, curvature_weight, evaluate, pairwise_accuracy
+from marsctl.modeldir import load_head
 from marsctl.params import check_choice, check_interval
-from marsctl.plugin import derive_seed, load_head
-from marsctl.records import (
-    atomic_writer,
-    count_identical,
-    is_identical,
-    read_pairs,
-    records_sha256,
-    write_json,
-    write_records,
-)
+from marsctl.plugin import Head, derive_seed
+from marsctl.records import count_identical, is_identical, read_pairs, records_sha256
+from marsctl.selection import crossfit_margins, novelty, select_guarded
 
 
 @dataclass
 class RefineConfig:
     """Settings of a refine run (all recorded in the manifest)."""
 
-    rounds: int = 3
-    budget: int | None = None
-    strategy: str = "mars-abs"
-    selector_params: list[str] = field(default_factory=list)
-    head: str = "mlp"
-    head_params: list[str] = field(default_factory=list)
-    epochs: int | None = None
-    backend: str = "eda"
-    augment_params: list[str] = field(default_factory=list)
-    merge: str = "replace"
-    seed: int = 0
-    cap: int | None = 25
-    mix_uniform: float = 0.0
+    rounds: int = field(default=3, metadata={"help": "Augmentation rounds after round 0."})
+    budget: int | None = field(default=None, metadata={
+        "help": "Synthetic pairs per round (default: as many as the base pairs trained on)."})
+    strategy: str = field(default="mars-abs", metadata={"help": (
+        "Selector: mars-abs (v1: softmax(−α|Δ|), ambiguous pairs), mars (v2, signed: softmax(−αΔ); measured "
+        "caveat: on noisy labels it favours likely label noise), mars-robust (|Δ| with pairs below −floor·std(Δ) "
+        "skipped), uniform (the paper's baseline), won (West-of-N: equal share, keep each pool's highest-margin "
+        "rows), or a plugin.")})
+    selector_params: list[str] = field(default_factory=list, metadata={"help": "Selector parameters, key=value each."})
+    head: str = field(default="mlp", metadata={"help": "Reward head plugin."})
+    head_params: list[str] = field(default_factory=list, metadata={"help": "Head parameters, key=value each."})
+    epochs: int | None = field(default=None, metadata={"help": "Epochs per round (default: the head's)."})
+    backend: str = field(default="eda", metadata={"help": "Augmenter plugin (eda, or an installed one)."})
+    augment_params: list[str] = field(default_factory=list, metadata={
+        "help": "Augmenter parameters, key=value each."})
+    merge: str = field(default="replace", metadata={
+        "help": "replace: each round trains on base ∪ this round's synthetic (v2); accumulate: keep earlier "
+                "rounds' synthetic pairs (v1)."})
+    seed: int = field(default=0, metadata={"help": "Seed for everything in the run."})
+    cap: int | None = field(default=25, metadata={
+        "help": "At most this many synthetic rows per pair and round (the eda pool holds 25)."})
+    mix_uniform: float = field(default=0.0, metadata={"help": "Blend the selection with uniform: (1−λ)q + λ/n."})
     # On by default: at equal epochs every augmented strategy lost to base-only training on HH-RLHF
     # beyond noise (over-training); at matched steps none did (README, Results).
-    match_steps: bool = True
-    crossfit: int = 0
-    guard: bool = False
-    pool_seed: int | None = None
-    semantic_tries: int = 0
+    match_steps: bool = field(default=True, metadata={
+        "help": "Scale each augmented round's epochs so its optimiser steps match base-only training (default), "
+                "or train the same epochs every round (the paper's protocol; measured to over-train)."})
+    crossfit: int = field(default=0, metadata={"help": "Select on K-fold cross-fitted margins (0: off)."})
+    guard: bool = field(default=False, metadata={
+        "help": "Fall back to uniform when a selection fails the guard (ESS, Δ<0 share)."})
+    pool_seed: int | None = field(default=None, metadata={
+        "help": "Seed of the synthetic pools (default: the run's seed)."})
+    semantic_tries: int = field(default=0, metadata={
+        "help": "Candidates per side when low-contrast pairs are rewritten first (MARS v2; 0: off)."})
 
     def __post_init__(self) -> None:
         check_interval(self.rounds, "rounds", "refine", kind=int, low=0)
@@ -80,14 +92,13 @@ class RefineConfig:
 
 NONE = "none"  # strategy name of the no-augmentation control: later rounds train on base pairs only
 
-# A selection fails the guard when it concentrates the budget (ESS below this share of the pairs) or
-# spends most of it on pairs the model ranks the wrong way (likely label noise on human data).
-GUARD_MIN_ESS_SHARE = 0.25
-GUARD_MAX_NEGATIVE_SHARE = 0.5
+@dataclass
+class Finished:
+    """What round k takes from finished round k−1: its folder, its head, the base pairs that head scored."""
 
-
-# Keys that may change on --resume (extending a run) without invalidating finished rounds.
-RESUMABLE_CHANGES = {"rounds"}
+    dir: Path
+    head: Head
+    scored: list[dict[str, Any]]
 
 
 class RefineRun:
@@ -114,7 +125,7 @@ class RefineRun:
         if config.strategy != NONE and config.rounds > 0:
             registry.check_params("augmenter", config.backend, config.augment_params)
             registry.check_params("selector", config.strategy, config.selector_params)
-            steps.check_budget(self.budget, len(self.base), config.cap, "refine")
+            check_budget(self.budget, len(self.base), config.cap, "refine")
 
     # -- manifest ----------------------------------------------------------------------------------
     def _manifest(self) -> dict[str, Any]:
@@ -141,65 +152,23 @@ class RefineRun:
 
     def finished_rounds(self) -> list[int]:
         """Rounds whose folders are complete."""
-        done = []
-        for p in self.out.glob("round-*"):
-            tail = p.name.split("-", 1)[1]
-            if tail.isdigit() and (p / "metrics.json").exists():
-                done.append(int(tail))
-        return sorted(done)
-
-    def _check_resume(self, old: dict[str, Any], new: dict[str, Any]) -> None:
-        for key in ("input", "heldout"):
-            if (old.get(key) or {}).get("sha256") != (new.get(key) or {}).get("sha256"):
-                msg = f"{self.out}: the run was made from a different {key} file ({old.get(key, {}).get('path')})"
-                raise ConfigError(msg, hint="resume with the same input, or start a new --out")
-        changed = [k for k in new["config"] if k not in RESUMABLE_CHANGES
-                   and old["config"].get(k) != new["config"][k]]
-        if changed:
-            diffs = ", ".join(f"{k}: {old['config'].get(k)!r} → {new['config'][k]!r}" for k in changed)
-            msg = f"{self.out}: --resume with different settings ({diffs})"
-            raise ConfigError(msg, hint="only --rounds may change on --resume")
+        return rundir.finished_rounds(self.out)
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict[str, Any]:
         """Run (or continue) every round; returns the summary."""
-        from marsctl.outputs import check_run_dir
+        from marsctl.embed import encoder_stats  # numpy: not at import (the CLI reads RefineConfig for --help)
 
-        manifest = self._manifest()
+        manifest, done = self._open(resume)
         mpath = self.out / "manifest.json"
-        has_run = check_run_dir(self.out)
-        done = self.finished_rounds() if has_run else []
-        if has_run:
-            if not resume:
-                msg = f"{self.out} already holds a run ({len(done)} finished rounds)"
-                raise ConfigError(msg, hint="pass --resume to continue it, or choose another --out")
-            old = read_manifest(mpath)
-            self._check_resume(old, manifest)
-            if done and max(done) > self.config.rounds:
-                msg = (f"{self.out} already has rounds 0..{max(done)} finished; --rounds {self.config.rounds} "
-                       f"would leave a manifest that contradicts them")
-                raise ConfigError(msg, hint=f"resume with --rounds {max(done)} or more (a finished round is "
-                                            f"never removed), or choose another --out")
-            manifest["rounds_finished"] = old.get("rounds_finished", [])
-            manifest["timing"] = old.get("timing", {})
-            manifest["created"] = old.get("created")
-        else:
-            manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        if self.identical["n"]:
-            steps.report_identical(self.input_records, self.input_name, "refine", "left out of training and selection")
-        if self.heldout is None:
-            ui.warn("no --eval file: rounds are compared on training data only (no held-out accuracy)")
-        self.out.mkdir(parents=True, exist_ok=True)
-        for stale in self.out.glob("round-*.partial"):
-            shutil.rmtree(stale)
-        write_json(manifest, mpath)
         start = (max(done) + 1) if done else 0
         if done:
             ui.info(f"resuming {self.out}: rounds 0..{max(done)} finished, continuing at round {start}")
+        prev = self._load_finished(start - 1) if 0 < start <= self.config.rounds else None
         for k in range(start, self.config.rounds + 1):
             t0 = time.perf_counter()
             emb0 = encoder_stats()
-            metrics = self._round(k)
+            metrics, prev = self._round(k, prev)
             emb1 = encoder_stats()
             manifest["rounds_finished"].append(k)
             manifest["timing"][f"round-{k}"] = {
@@ -210,35 +179,66 @@ class RefineRun:
             }
             write_json(manifest, mpath)
             self._print_round(metrics)
-        summary = self.summary()
+        summary = rundir.summary(self.out)
         write_json(summary, self.out / "summary.json")
-        with atomic_writer(self.out / "summary.md") as fh:
-            fh.write(summary_markdown(summary))
-        print_summary(summary)
+        report.write_summary(summary, self.out / "summary.md")
+        report.print_summary(summary)
         return summary
 
-    def _round(self, k: int) -> dict[str, Any]:
+    def _open(self, resume: bool) -> tuple[dict[str, Any], list[int]]:
+        """Check the run directory, write the manifest; returns it and the finished rounds.
+
+        A run already there is continued only with ``resume`` and the same settings (``rundir.check_resume``).
+        """
+        from marsctl.outputs import check_run_dir
+
+        manifest = self._manifest()
+        mpath = self.out / "manifest.json"
+        has_run = check_run_dir(self.out)
+        done = self.finished_rounds() if has_run else []
+        if has_run:
+            if not resume:
+                msg = f"{self.out} already holds a run ({len(done)} finished rounds)"
+                raise ConfigError(msg, hint="pass --resume to continue it, or choose another --out")
+            old = rundir.read_manifest(mpath)
+            rundir.check_resume(self.out, old, manifest, done)
+            for key, empty in (("rounds_finished", []), ("timing", {}), ("created", None)):
+                manifest[key] = old.get(key, empty)
+        else:
+            manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        if self.identical["n"]:
+            report_identical(self.input_records, self.input_name, "refine", "left out of training and selection")
+        if self.heldout is None:
+            ui.warn("no --eval file: rounds are compared on training data only (no held-out accuracy)")
+        self.out.mkdir(parents=True, exist_ok=True)
+        for stale in self.out.glob("round-*.partial"):
+            shutil.rmtree(stale)
+        write_json(manifest, mpath)
+        return manifest, done
+
+    def _load_finished(self, k: int) -> Finished:
+        """Finished round k from its folder (when resuming): its model, loaded once, and its scored pairs."""
+        d = self.out / f"round-{k}"
+        return Finished(d, load_head(d / "model"), read_pairs(d / "scored.jsonl"))
+
+    def _round(self, k: int, prev: Finished | None) -> tuple[dict[str, Any], Finished]:
+        """Build round k in its .partial folder from round k−1's state; returns its metrics and its state."""
         cfg = self.config
         tmp = self.out / f"round-{k}.partial"
         tmp.mkdir(parents=True)
         try:
             metrics: dict[str, Any] = {"round": k}
-            train_set = list(self.base)
-            init = None
-            if k > 0:
-                prev = self.out / f"round-{k - 1}"
-                init = prev / "model"
-                if cfg.strategy != NONE:
-                    train_set += self._augment_round(k, prev, tmp, metrics)
+            extra = self._augment_round(k, prev, tmp, metrics) if prev and cfg.strategy != NONE else []
+            train_set = self.base + extra
             write_records(train_set, tmp / "train.jsonl")
-            epochs = self._epochs(train_set, k)
-            head = steps.train(train_set, head=cfg.head, params=None if init else cfg.head_params,
-                               epochs=epochs, seed=derive_seed(cfg.seed, "train", k), init=init,
+            head = steps.train(train_set, head=cfg.head, params=None if prev else cfg.head_params,
+                               epochs=self._epochs(train_set, k), seed=derive_seed(cfg.seed, "train", k),
+                               init=prev.head if prev else None, init_name=str(prev.dir / "model") if prev else None,
                                warn_identical=False)
             head.save(tmp / "model")
-            scored = head.score(self.base)
+            scored = head.score(self.base)  # once: scored.jsonl, the metrics, and round k+1's selection
             write_records(scored, tmp / "scored.jsonl")
-            metrics.update(self._train_metrics(head, train_set, scored))
+            metrics.update(self._train_metrics(head, train_set, scored, extra))
             if self.heldout is not None:
                 scored_held = head.score(self.heldout)
                 metrics["eval"] = evaluate(scored_held, seed=cfg.seed)
@@ -248,68 +248,44 @@ class RefineRun:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return metrics
+        # Without the input's line numbers: round k+1 names scored.jsonl in its messages, and its lines.
+        return metrics, Finished(self.out / f"round-{k}", head, [strip_private(r) for r in scored])
 
     def _epochs(self, train_set: list[dict[str, Any]], k: int) -> int | None:
         """Epochs for round k: the configured ones, or scaled so optimiser steps match base-only training."""
         cfg = self.config
         if not cfg.match_steps or k == 0:
             return cfg.epochs
-        base_epochs = cfg.epochs
-        if base_epochs is None:
-            base_epochs = registry.load("head", cfg.head).Config().epochs
+        base_epochs = cfg.epochs if cfg.epochs is not None else registry.load("head", cfg.head).default_epochs()
+        if base_epochs is None:  # the head does not count epochs
+            return None
         return max(1, round(base_epochs * len(self.base) / len(train_set)))
 
-    def _margins_for_selection(self, k: int, prev: Path) -> list[dict[str, Any]]:
+    def _margins_for_selection(self, k: int, prev: Finished) -> list[dict[str, Any]]:
         """Base pairs scored by round k−1's model, or cross-fitted: each fold by a model that never saw it."""
         cfg = self.config
-        scored = read_pairs(prev / "scored.jsonl")
         if not cfg.crossfit:
-            return scored
-        prev_train = read_pairs(prev / "train.jsonl")
-        folds = [i % cfg.crossfit for i in range(len(scored))]
-        out = list(scored)
-        for f in range(cfg.crossfit):
-            held = {scored[i]["id"] for i in range(len(scored)) if folds[i] == f}
-            rows = [r for r in prev_train if r["id"] not in held and r.get("parent_id") not in held]
-            head = steps.train(rows, head=cfg.head, params=cfg.head_params, epochs=cfg.epochs,
-                               seed=derive_seed(cfg.seed, "crossfit", k, f), warn_identical=False)
-            idx = [i for i in range(len(scored)) if folds[i] == f]
-            for i, rec in zip(idx, head.score([self.base[i] for i in idx]), strict=True):
-                out[i] = {**scored[i], **{key: rec[key] for key in
-                                          ("score_chosen", "score_rejected", "pred_margin", "p_chosen")}}
-        return out
+            return prev.scored
+        return crossfit_margins(prev.scored, read_pairs(prev.dir / "train.jsonl"), cfg.crossfit, head=cfg.head,
+                                params=cfg.head_params, epochs=cfg.epochs,
+                                seed=lambda f: derive_seed(cfg.seed, "crossfit", k, f))
 
-    def _augment_round(self, k: int, prev: Path, tmp: Path, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    def _augment_round(self, k: int, prev: Finished, tmp: Path, metrics: dict[str, Any]) -> list[dict[str, Any]]:
         """Select on round k−1's margins, augment, and return this round's synthetic pairs."""
         cfg = self.config
-        init = prev / "model"
-        scored_prev = self._margins_for_selection(k, prev)
-        sel_seed = derive_seed(cfg.seed, "select", k)
-        select_args = {"budget": self.budget, "seed": sel_seed, "cap": cfg.cap, "mix": cfg.mix_uniform,
-                       "name": str(prev / "scored.jsonl")}
-        selected, sel = steps.select(scored_prev, strategy=cfg.strategy, params=cfg.selector_params,
-                                     warn_identical=False, **select_args)
-        if cfg.guard:
-            reasons = guard_reasons(sel)
-            if reasons:
-                ui.warn(f"round {k}: the {cfg.strategy} selection failed the guard ({'; '.join(reasons)}); "
-                        f"spending this round's budget uniformly instead")
-                rejected = sel
-                selected, sel = steps.select(scored_prev, strategy="uniform", warn_identical=False,
-                                             **select_args)
-                sel["guard"] = {"passed": False, "reasons": reasons, "rejected_selection": rejected}
-            else:
-                sel["guard"] = {"passed": True, "reasons": []}
+        select_args = {"budget": self.budget, "seed": derive_seed(cfg.seed, "select", k), "cap": cfg.cap,
+                       "mix": cfg.mix_uniform, "name": str(prev.dir / "scored.jsonl")}
+        selected, sel = select_guarded(self._margins_for_selection(k, prev), strategy=cfg.strategy,
+                                       params=cfg.selector_params, guard=cfg.guard, label=f"round {k}", **select_args)
         write_records(selected, tmp / "selected.jsonl")
         pool_seed = cfg.seed if cfg.pool_seed is None else cfg.pool_seed
         aug = steps.make_augmenter(cfg.backend, cfg.augment_params, seed=pool_seed, draw_seed=cfg.seed)
         with ui.progress(f"round {k}: augment ({cfg.backend})",
                          sum(1 for r in selected if r["budget"] > 0), "pairs") as advance:
-            synthetic, aug_stats = steps.augment(selected, aug, round=k, model=init, progress=advance,
+            synthetic, aug_stats = steps.augment(selected, aug, round=k, model=prev.head, progress=advance,
                                                  semantic_tries=cfg.semantic_tries)
         write_records(synthetic, tmp / "synthetic.jsonl")
-        sel["novelty"] = novelty(selected, synthetic, load_head(init))
+        sel["novelty"] = novelty(selected, synthetic, prev.head)
         metrics["selection"] = sel
         metrics["augment"] = aug_stats
         rows: list[dict[str, Any]] = []
@@ -319,9 +295,10 @@ class RefineRun:
         return rows + synthetic
 
     @staticmethod
-    def _train_metrics(head: Any, train_set: list[dict[str, Any]], scored_base: list[dict[str, Any]]) -> dict:
-        scored_train = head.score(train_set)
-        margins = [r["pred_margin"] for r in scored_train]
+    def _train_metrics(head: Head, train_set: list[dict[str, Any]], scored_base: list[dict[str, Any]],
+                       extra: list[dict[str, Any]]) -> dict[str, Any]:
+        """Fit diagnostics on the training set (``train_set`` = the base pairs, then ``extra``)."""
+        margins = [r["pred_margin"] for r in scored_base + (head.score(extra) if extra else [])]
         out = {
             "train_size": len(train_set),
             "n_synthetic": sum(1 for r in train_set if r.get("source") == "synthetic"),
@@ -330,9 +307,9 @@ class RefineRun:
             "base_accuracy": pairwise_accuracy([r["pred_margin"] for r in scored_base]),
             "training": head.manifest_,
         }
-        if hasattr(head, "last_hidden"):
-            prompts = [r["prompt"] for r in train_set]
-            hc = head.last_hidden(prompts, [r["chosen"] for r in train_set])
+        prompts = [r["prompt"] for r in train_set]
+        hc = head.last_hidden(prompts, [r["chosen"] for r in train_set])
+        if hc is not None:
             hr = head.last_hidden(prompts, [r["rejected"] for r in train_set])
             out["train_curvature_trace"] = curvature_trace(margins, hc - hr)
         return out
@@ -342,129 +319,3 @@ class RefineRun:
         acc = f", held-out accuracy {ev['accuracy']:.4f}" if ev else ""
         ui.info(f"round {m['round']} finished: {m['train_size']} training pairs "
                 f"({m['n_synthetic']} synthetic){acc}")
-
-    def summary(self) -> dict[str, Any]:
-        """Per-round rows from the finished rounds' metrics."""
-        rows = []
-        for k in self.finished_rounds():
-            m = json.loads((self.out / f"round-{k}" / "metrics.json").read_text())
-            ev = m.get("eval") or {}
-            sel = m.get("selection") or {}
-            rows.append({
-                "round": k,
-                "train_size": m["train_size"],
-                "n_synthetic": m["n_synthetic"],
-                "eval_accuracy": ev.get("accuracy"),
-                "eval_accuracy_ci95": ev.get("accuracy_ci95"),
-                "eval_roc_auc": ev.get("roc_auc"),
-                "eval_margin_snr": ev.get("margin_snr"),
-                "train_curvature_weight": m["train_curvature_weight"],
-                "train_curvature_trace": m.get("train_curvature_trace"),
-                "selection_ess": sel.get("ess"),
-                "selection_share_negative": sel.get("share_negative_margin"),
-            })
-        manifest = json.loads((self.out / "manifest.json").read_text())
-        return {"run_dir": str(self.out), "config": manifest["config"], "heldout": manifest["heldout"],
-                "length_baseline": ((json.loads((self.out / "round-0" / "metrics.json").read_text())
-                                     .get("eval") or {}).get("length_baseline")
-                                    if (self.out / "round-0").exists() else None),
-                "rounds": rows, "timing": manifest["timing"]}
-
-
-def read_manifest(path: Path) -> dict[str, Any]:
-    """A run's manifest.json, with a clear error when it is damaged."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        msg = f"{path}: cannot read the run's manifest ({e})"
-        raise ConfigError(msg, hint="choose a new --out; the finished rounds' folders are untouched") from None
-    if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-        msg = f"{path}: not a marsctl run manifest (no 'config' object)"
-        raise ConfigError(msg, hint="choose a new --out")
-    return data
-
-
-def guard_reasons(sel: dict[str, Any]) -> list[str]:
-    """Why a selection should not spend the budget (empty when it passes)."""
-    reasons = []
-    if sel["ess"] < GUARD_MIN_ESS_SHARE * sel["pairs"]:
-        reasons.append(f"ESS {sel['ess']:.1f} < {GUARD_MIN_ESS_SHARE} × {sel['pairs']} pairs")
-    if sel["share_negative_margin"] > GUARD_MAX_NEGATIVE_SHARE:
-        reasons.append(f"{sel['share_negative_margin']:.2f} of the budget on Δ < 0 (> {GUARD_MAX_NEGATIVE_SHARE})")
-    return reasons
-
-
-def novelty(selected: list[dict[str, Any]], synthetic: list[dict[str, Any]], head: Any) -> dict[str, Any]:
-    """Correlation between a pair's margin and its synthetic rows' mean margin (same model).
-
-    Near 1 means the synthetic rows are near-copies in the head's eyes: selecting them mostly
-    re-weights the base pairs instead of adding information.
-    """
-    import numpy as np
-
-    if not synthetic:
-        return {"corr": None, "pairs": 0}
-    scored = head.score(synthetic)
-    by_parent: dict[str, list[float]] = {}
-    for r in scored:
-        by_parent.setdefault(r["parent_id"], []).append(r["pred_margin"])
-    base = {r["id"]: r["pred_margin"] for r in selected}
-    ids = [i for i in by_parent if i in base]
-    if len(ids) < 3:
-        return {"corr": None, "pairs": len(ids)}
-    x = np.array([base[i] for i in ids])
-    y = np.array([np.mean(by_parent[i]) for i in ids])
-    corr = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else None
-    return {"corr": corr, "pairs": len(ids), "mean_shift": float((y - x).mean())}
-
-
-def _f(v: Any, fmt: str = ".4f") -> str:
-    return "" if v is None else format(v, fmt)
-
-
-def summary_table(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Columns and rows of the per-round summary."""
-    cols = ["round", "train pairs", "synthetic", "held-out acc", "95% CI", "AUC", "SNR",
-            "mean σ'(Δ) train", "ESS", "budget on Δ<0"]
-    rows = []
-    for r in summary["rounds"]:
-        ci = r["eval_accuracy_ci95"]
-        rows.append([str(r["round"]), str(r["train_size"]), str(r["n_synthetic"]), _f(r["eval_accuracy"]),
-                     f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", _f(r["eval_roc_auc"]),
-                     _f(r["eval_margin_snr"]), _f(r["train_curvature_weight"]), _f(r["selection_ess"], ".1f"),
-                     _f(r["selection_share_negative"], ".3f")])
-    return cols, rows
-
-
-def summary_markdown(summary: dict[str, Any]) -> str:
-    """The summary as a Markdown table."""
-    cols, rows = summary_table(summary)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    lb = summary.get("length_baseline")
-    if lb:
-        lines.append(f"\nBaseline on the same held-out rows: pick the longer response {lb['longer']:.4f}, "
-                     f"the shorter {lb['shorter']:.4f}.")
-    return "\n".join(lines) + "\n"
-
-
-def print_summary(summary: dict[str, Any]) -> None:
-    """The summary table on stderr."""
-    cols, rows = summary_table(summary)
-    held = summary.get("heldout")
-    title = f"refine summary ({summary['run_dir']}; held-out: {held['path'] if held else 'none'})"
-    ui.table(title, cols, rows)
-    lb = summary.get("length_baseline")
-    if lb:
-        ui.info(f"length baseline on the same held-out rows: longer {lb['longer']:.4f}, "
-                f"shorter {lb['shorter']:.4f}")
-
-
-def load_run_head(run_dir: str | Path, round_: int | None = None) -> Any:
-    """The model of a finished round (default: the last)."""
-    run = Path(run_dir)
-    rounds = sorted(int(p.name.split("-")[1]) for p in run.glob("round-*") if p.name.split("-")[1].isdigit())
-    if not rounds:
-        msg = f"{run}: no finished rounds"
-        raise ConfigError(msg)
-    return load_head(run / f"round-{rounds[-1] if round_ is None else round_}" / "model")

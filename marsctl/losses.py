@@ -1,8 +1,32 @@
-"""The Bradley–Terry loss, with the shape check that catches [B, 1] − [B] broadcasting."""
+"""The Bradley–Terry loss, with the shape check that catches [B, 1] − [B] broadcasting, and its options."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from marsctl.params import check_interval
+
+
+@dataclass
+class BTLossConfig:
+    """The options of ``bt_loss`` a head exposes as parameters; a head's Config inherits them."""
+
+    owner: ClassVar[str] = "the head"  # who the parameters belong to, in error messages
+
+    margin_field: bool = field(default=False, metadata={
+        "help": "Subtract a row's label-side 'margin' inside the loss (TRL's convention)."})
+    center_rewards: float = field(default=0.0, metadata={
+        "help": "Reward-centering coefficient (TRL): adds c*mean((r+ + r-)^2)."})
+
+    def __post_init__(self) -> None:
+        check_interval(self.center_rewards, "center_rewards", self.owner, low=0)
+
+    def target_margins(self, pairs: list[dict[str, Any]]) -> list[float]:
+        """The margin m of each pair for ``bt_loss``: its ``margin`` field when ``margin_field`` is on, else 0."""
+        if not self.margin_field:
+            return [0.0] * len(pairs)
+        return [float(p.get("margin", 0.0) or 0.0) for p in pairs]
 
 
 def bt_loss(r_chosen: Any, r_rejected: Any, target_margin: Any = None, center_rewards: float = 0.0) -> Any:

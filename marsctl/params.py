@@ -112,7 +112,8 @@ def build_config(cls: type, pairs: list[str] | dict[str, Any] | None, owner: str
         msg = f"Parameters for {owner} must be key=value strings or a mapping. Got {type(pairs).__name__} instead."
         raise ConfigError(msg)
     from_dict = isinstance(pairs, dict)
-    items = pairs.items() if from_dict else [_split_kv(p, owner) for p in pairs or []]
+    items: list[tuple[str, Any]] = (list(pairs.items()) if isinstance(pairs, dict)
+                                    else [_split_kv(p, owner) for p in pairs or []])
     for key, raw in items:
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)

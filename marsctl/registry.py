@@ -71,7 +71,7 @@ def list_plugins() -> list[PluginInfo]:
     return out
 
 
-def load(kind: str, name: str) -> type:
+def load(kind: str, name: str) -> Any:
     """Import and return the plugin class ``name`` of ``kind``; only that entry point is loaded."""
     if name in _EXTRA.get(kind, {}):
         return _EXTRA[kind][name]
@@ -112,7 +112,7 @@ def check_params(kind: str, name: str, params: Any = None) -> Any:
     return build_config(load(kind, name).Config, params, owner=f"the {kind} {name!r}")
 
 
-def register(kind: str, name: str, cls: type) -> None:
+def register(kind: str, name: str, cls: Any) -> None:
     """Register a plugin class in this process (for tests and notebooks)."""
     _check_kind(kind)
     cls.name = name

@@ -34,6 +34,7 @@ CHOSEN_INSTRUCTION = (
     "\n\nRequest:\n{prompt}\n\nWeaker answer:\n{other}\n\nGood answer:\n{text}\n\nRewritten good answer:"
 )
 CONTEXT_CHARS = 1500
+OTHER = {"chosen": "rejected", "rejected": "chosen"}  # the response a rewrite of one side must differ from
 
 
 @runtime_checkable
@@ -63,9 +64,8 @@ def _clip(text: str, keep_end: bool) -> str:
 def instruction_for(pair: dict[str, Any], side: str) -> str:
     """The rewrite instruction for one side of one pair, with the request and the other response."""
     template = REJECTED_INSTRUCTION if side == "rejected" else CHOSEN_INSTRUCTION
-    other = pair["chosen"] if side == "rejected" else pair["rejected"]
     return template.replace("{prompt}", _clip(pair["prompt"], keep_end=True)).replace(
-        "{other}", _clip(other, keep_end=False))
+        "{other}", _clip(pair[OTHER[side]], keep_end=False))
 
 
 def contrast(encoder: TextEncoder, chosen: list[str], rejected: list[str]) -> np.ndarray:
@@ -91,7 +91,7 @@ def _try_side(pairs: list[dict[str, Any]], todo: list[int], side: str, d: np.nda
     """Accepted (text, new d, try number) per pair index, for rewrites of ``side``."""
     if not todo:
         return {}
-    other = "chosen" if side == "rejected" else "rejected"
+    other = OTHER[side]
     cands = generator.rewrite([pairs[i][side] for i in todo], [instruction_for(pairs[i], side) for i in todo],
                               tries)
     flat = [(i, k, c) for i, cs in zip(todo, cands, strict=True) for k, c in enumerate(cs[:tries])]
@@ -126,6 +126,7 @@ def semantic_refine(
     *,
     threshold: float | None = None,
     judge: Callable[[list[dict[str, Any]]], list[float]] | None = None,
+    d: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rewrite the low-contrast pairs of a set, rejected side first, then chosen.
 
@@ -144,6 +145,8 @@ def semantic_refine(
     judge : callable, optional
         Predicted margins (chosen − rejected) for candidate pairs; a candidate is accepted only if
         its margin is > 0, so "still worse" / "still better" is checked, not only asked for.
+    d : array, optional
+        The pairs' contrast (:func:`contrast`), when the caller has it already.
 
     Returns
     -------
@@ -156,7 +159,8 @@ def semantic_refine(
     """
     check_interval(tries, "tries", "semantic refinement", kind=int, low=1, high=50)
     t0 = time.perf_counter()
-    d = contrast(encoder, [p["chosen"] for p in pairs], [p["rejected"] for p in pairs])
+    if d is None:
+        d = contrast(encoder, [p["chosen"] for p in pairs], [p["rejected"] for p in pairs])
     thr = float(d.mean()) if threshold is None and len(d) else float(threshold or 0.0)
     low = [i for i in range(len(pairs)) if d[i] < thr]
     report: dict[str, Any] = {"pairs": len(pairs), "threshold": round(thr, 6), "low_contrast": len(low),
@@ -188,4 +192,30 @@ def semantic_refine(
         report["mean_d_low_before"] = round(float(d[low].mean()), 6)
         report["mean_d_low_after"] = round(float(d_after[low].mean()), 6)
     report["seconds"] = round(time.perf_counter() - t0, 3)
+    return out, report
+
+
+def refine_selected(selected: list[dict[str, Any]], generator: Any, counts: list[int], tries: int, *,
+                    judge: Callable[[list[dict[str, Any]]], list[float]] | None = None,
+                    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Semantic refinement of the selected pairs that will be augmented (``counts[i] > 0``).
+
+    The threshold is the mean d of all the selected pairs; d is computed once, with the shared
+    sentence encoder. Returns the rows (refined ones replaced) and the report.
+    """
+    from marsctl.embed import get_encoder
+    from marsctl.errors import ConfigError
+
+    if not isinstance(generator, Generator):
+        msg = f"semantic refinement needs a generative augmenter (rewrite, openai); {generator.name!r} is not one"
+        raise ConfigError(msg, hint="use --backend rewrite or --backend openai, or drop --semantic-refine")
+    encoder = get_encoder()
+    d = contrast(encoder, [r["chosen"] for r in selected], [r["rejected"] for r in selected])
+    todo = [i for i, b in enumerate(counts) if b > 0]
+    refined, report = semantic_refine([selected[i] for i in todo], generator, encoder, tries,
+                                      threshold=float(d.mean()), judge=judge, d=d[todo])
+    out = list(selected)
+    for i, rec in zip(todo, refined, strict=True):
+        out[i] = rec
+    report["threshold_over"] = f"all {len(selected)} pairs"
     return out, report

@@ -1,32 +1,31 @@
 """The loop's verbs as library functions: train, score, select, augment.
 
-Every CLI command is a thin wrapper over one of these; they work from Python without Typer.
+Every CLI command is a thin wrapper over one of these; they work from Python without Typer. Their
+inputs are checked before any work (:mod:`marsctl.checks`).
 """
 
 from __future__ import annotations
 
 import math
-import numbers
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from marsctl import registry, ui
+from marsctl import registry
 from marsctl.alloc import capped_allocation, largest_remainder, mix_uniform, selection_summary
-from marsctl.errors import ConfigError, DataError, PluginError
+from marsctl.checks import (
+    check_budget,
+    check_margins,
+    check_pair_budgets,
+    check_selected,
+    check_weights,
+    report_identical,
+)
+from marsctl.errors import ConfigError, DataError
+from marsctl.modeldir import load_head
 from marsctl.params import check_interval
-from marsctl.plugin import Augmenter, Head, derive_seed, load_head
-from marsctl.records import count_identical, is_identical, records_sha256, require_fields
-
-SCORE_NEEDED = ("pred_margin",)
-SCORE_HINT = "score the pairs first: marsctl score PAIRS -m MODEL"
-# Input limits (also in the select/check_budget/check_selected docstrings). |pred_margin| beyond MAX_MARGIN
-# is a broken score, not a preference; augment holds every synthetic row in memory (≈0.3 kB plus the texts),
-# so one call makes at most MAX_TOTAL_BUDGET rows and at most MAX_PAIR_BUDGET for one pair (its pool has
-# n_variants² ≤ 2500 distinct rows).
-MAX_MARGIN = 1e6
-MAX_PAIR_BUDGET = 100_000
-MAX_TOTAL_BUDGET = 1_000_000
-PICKS = ("random", "top-margin")
+from marsctl.plugin import Augmenter, Head, derive_seed, keep_picked, pick_needs_model, pool_request
+from marsctl.records import count_identical, is_identical, records_sha256
 
 
 def train(
@@ -36,11 +35,12 @@ def train(
     params: list[str] | dict[str, Any] | None = None,
     epochs: int | None = None,
     seed: int = 0,
-    init: str | Path | None = None,
+    init: Head | str | Path | None = None,
+    init_name: str | None = None,
     name: str | None = None,
     warn_identical: bool = True,
 ) -> Head:
-    """Train a reward head on pairs; with ``init``, continue from a saved model directory.
+    """Train a reward head on pairs; with ``init``, continue from a head object or a saved model directory.
 
     Pairs with chosen == rejected carry no preference signal: they are left out of training, with a
     warning on stderr (unless ``warn_identical`` is false) and ``n_identical_dropped`` in the manifest.
@@ -57,8 +57,12 @@ def train(
         Override the head's default number of epochs.
     seed : int
         Seed for initialisation and shuffling.
-    init : path, optional
-        A model directory to continue from (weights carry forward).
+    init : Head or path, optional
+        A head object or a model directory to continue from (weights carry forward). A head object
+        is trained in place, exactly as its saved directory would be (``Head.reseed_as_loaded``).
+    init_name : str, optional
+        What the manifest records as ``init``: default the directory given as ``init``; with a head
+        object, pass the directory it was saved to (else None is recorded).
     name : str, optional
         The input's name for messages (a file name).
     warn_identical : bool
@@ -71,11 +75,9 @@ def train(
     """
     if epochs is not None:
         check_interval(epochs, "epochs", "train", kind=int, low=0)
-    if init is not None:
-        model = load_head(init, expect=head, overrides=params)
-        model.seed = seed
-    else:
-        model = registry.create("head", head or "mlp", params, seed=seed)
+    model = _start(init, head, params, seed)
+    if init_name is None and init is not None and not isinstance(init, Head):
+        init_name = str(init)
     given = pairs
     pairs, n_identical = _trainable(pairs, name, warn_identical)  # after the head is known good: no stray warning
     model.history_ = list(model.history_)
@@ -88,11 +90,30 @@ def train(
         "n_pairs": len(pairs),
         "n_identical_dropped": n_identical,
         "n_synthetic": sum(1 for p in pairs if p.get("source") == "synthetic"),
-        "init": str(init) if init is not None else None,
+        "init": init_name,
     })
     if previous:
         model.manifest_["init_training"] = {k: previous.get(k) for k in ("seed", "data_sha256", "n_pairs",
                                                                         "epochs")}
+    return model
+
+
+def _start(init: Head | str | Path | None, head: str | None, params: Any, seed: int) -> Head:
+    """The head to train: a new one, one loaded from ``init``, or the head object ``init`` reseeded as if loaded."""
+    if init is None:
+        return registry.create("head", head or "mlp", params, seed=seed)
+    if not isinstance(init, Head):
+        model = load_head(init, expect=head, overrides=params)
+    elif head is not None and init.name != head:
+        msg = f"train: the head to continue is a {init.name!r} head, not {head!r}"
+        raise ConfigError(msg, hint=f"pass head={init.name!r}, or train a new head without init")
+    elif params:
+        msg = "train: params cannot change the config of a head object"
+        raise ConfigError(msg, hint="continue from its saved directory (init=DIR) to override its config")
+    else:
+        model = init
+        model.reseed_as_loaded()
+    model.seed = seed
     return model
 
 
@@ -134,7 +155,7 @@ def select(
     """Allocate an integer budget over scored base pairs; returns (rows with ``budget``, summary).
 
     ``cap`` bounds rows per pair (overflow is re-spread); ``mix`` blends q with uniform. Only
-    ``pred_margin`` (a finite number, |Δ| ≤ ``MAX_MARGIN``) is needed besides the pair itself. Every
+    ``pred_margin`` (a finite number, |Δ| ≤ ``checks.MAX_MARGIN``) is needed besides the pair itself. Every
     input is checked before the selector plugin loads; pairs with chosen == rejected are kept and
     reported (``summary["identical_pairs"]``; a warning on stderr unless ``warn_identical`` is false).
     """
@@ -142,11 +163,11 @@ def select(
     check_interval(mix, "mix_uniform", "select", low=0, high=1)
     margins = check_margins(scored, name)
     selector = registry.create("selector", strategy, params)
-    q = _selector_weights(selector, margins)
+    q = check_weights(selector, margins)
     if mix:
         q = mix_uniform(q, mix)
     budgets = _allocate(q, budget, cap, derive_seed(seed, "select"))
-    _check_pair_budgets(budgets, scored, name, selector.name)
+    check_pair_budgets(budgets, scored, name, selector.name)
     identical = (report_identical(scored, name, "select", "kept in the output") if warn_identical  # all checks passed
                  else count_identical(scored))
     out = []
@@ -155,104 +176,27 @@ def select(
         new["budget"] = b
         new["selection"] = {"strategy": selector.name, "weight": round(w, 8), "pick": selector.pick}
         out.append(new)
-    summary = selection_summary(margins, q, budgets)
-    longer = [len(r["chosen"]) > len(r["rejected"]) for r in scored]
-    summary["p_chosen_longer_selected"] = round(sum(b for b, x in zip(budgets, longer, strict=True) if x) / budget, 4)
-    summary["p_chosen_longer_all"] = round(sum(longer) / len(longer), 4)
+    summary = _selection_report(selector, scored, margins, q, budgets)
     summary["cap"], summary["mix_uniform"] = cap, mix
-    summary["strategy"] = selector.name
-    summary["params"] = dict(selector.config.__dict__)
     summary["identical_pairs"] = identical["n"]
-    if hasattr(selector, "alpha_eff"):
-        a = float(selector.alpha_eff(margins))
-        summary["alpha_eff"] = round(a, 6) if math.isfinite(a) else None
     return out, summary
 
 
-def check_budget(budget: Any, n_pairs: int, cap: Any = None, owner: str = "select") -> int:
-    """Refuse, before any work, a budget that cannot be honoured; returns it.
-
-    ``budget`` must be an int in [1, ``MAX_TOTAL_BUDGET``] (augment holds every synthetic row in
-    memory), ``cap`` (if given) an int ≥ 1 with ``cap * n_pairs >= budget``. ``owner`` names the
-    command in messages (``select``, ``refine``).
-    """
-    check_interval(budget, "budget", owner, kind=int, low=1)
-    if budget > MAX_TOTAL_BUDGET:
-        hint = (f"augment holds every synthetic row in memory, so one call makes at most {MAX_TOTAL_BUDGET:,} "
-                "rows; split the pairs into several files and select each")
-        try:
-            check_interval(budget, "budget", owner, kind=int, low=1, high=MAX_TOTAL_BUDGET)
-        except ConfigError as e:
-            raise ConfigError(str(e), hint=hint) from None
-    if cap is not None:
-        check_interval(cap, "cap", owner, kind=int, low=1)
-        if cap * n_pairs < budget:
-            msg = f"{owner}: a cap of {cap} rows per pair over {n_pairs} pairs cannot hold a budget of {budget}"
-            raise ConfigError(msg, hint=f"raise --cap to at least {-(-budget // max(n_pairs, 1))} or lower --budget")
-    return budget
-
-
-def check_margins(scored: list[dict[str, Any]], name: str = "<input>") -> list[float]:
-    """Each record's ``pred_margin`` as a float; a DataError names the first that is not a sane number."""
-    if not scored:
-        msg = f"{name}: no pairs to select from"
-        raise DataError(msg)
-    require_fields(scored, ("chosen", "rejected"), name, "need prompt, chosen, rejected")
-    require_fields(scored, SCORE_NEEDED, name, SCORE_HINT)
-    margins = []
-    for i, rec in enumerate(scored):
-        m = rec["pred_margin"]
-        where = f"{name} line {rec.get('_line', i + 1)}"
-        if not isinstance(m, numbers.Real) or isinstance(m, bool):
-            msg = f"{where}: field 'pred_margin' must be a number, got {_json_kind(m)}"
-            raise DataError(msg, hint=SCORE_HINT)
-        if not abs(m) <= MAX_MARGIN:  # also NaN
-            msg = (f"{where}: field 'pred_margin' must be a finite number in [-{MAX_MARGIN:.0f}, {MAX_MARGIN:.0f}], "
-                   f"got {_shown(m)}")
-            raise DataError(msg, hint="a predicted reward gap that large is a broken score; re-score the pairs: "
-                                      "marsctl score PAIRS -m MODEL")
-        margins.append(float(m))
-    return margins
-
-
-def _json_kind(value: Any) -> str:
-    """How a JSON value's type reads in a message."""
-    kinds = {type(None): "null", bool: "a boolean", str: "a string", list: "a list", dict: "an object",
-             int: "a number", float: "a number"}
-    return kinds.get(type(value), type(value).__name__)
-
-
-def _shown(value: Any) -> str:
-    """A number as written (shortened), anything else by its JSON kind."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        text = repr(value)
-        return text if len(text) <= 24 else text[:20] + "..."
-    return _json_kind(value)
-
-
-def report_identical(records: list[dict[str, Any]], name: str | None, owner: str, fate: str) -> dict[str, Any]:
-    """Warn on stderr about pairs with chosen == rejected; returns ``records.count_identical(records)``.
-
-    ``fate`` says what happens to them (``left out of training``, ``kept in the output``).
-    """
-    info = count_identical(records)
-    n = info["n"]
-    if n:
-        where = f"{name} line {info['first_line']}" if name else f"line {info['first_line']}"
-        ui.warn(f"{owner}: {n} pair{'s' if n != 1 else ''} with chosen == rejected (first: {where}) "
-                f"{'carry' if n != 1 else 'carries'} no preference signal; {fate}")
-    return info
-
-
-def _selector_weights(selector: Any, margins: list[float]) -> list[float]:
-    """The selector's q, checked: one finite, non-negative weight per pair with a positive sum."""
-    q = list(selector.weights(margins))
-    ok = len(q) == len(margins) and all(isinstance(x, numbers.Real) and 0 <= x < math.inf for x in q)
-    if not ok or not sum(q) > 0:
-        msg = (f"the selector {selector.name!r} returned invalid weights (need {len(margins)} finite, "
-               "non-negative numbers with a positive sum)")
-        raise PluginError(msg)
-    return [float(x) for x in q]
+def _selection_report(selector: Any, scored: list[dict[str, Any]], margins: list[float], q: list[float],
+                      budgets: list[int]) -> dict[str, Any]:
+    """The selection's diagnostics (``alloc.selection_summary``), its length bias and the selector's settings."""
+    summary = selection_summary(margins, q, budgets)
+    longer = [len(r["chosen"]) > len(r["rejected"]) for r in scored]
+    summary["p_chosen_longer_selected"] = round(sum(b for b, x in zip(budgets, longer, strict=True) if x)
+                                                / sum(budgets), 4)
+    summary["p_chosen_longer_all"] = round(sum(longer) / len(longer), 4)
+    summary["strategy"] = selector.name
+    summary["params"] = dict(selector.config.__dict__)
+    a = selector.alpha_eff(margins)
+    if a is not None:
+        a = float(a)
+        summary["alpha_eff"] = round(a, 6) if math.isfinite(a) else None
+    return summary
 
 
 def _allocate(q: list[float], budget: int, cap: int | None, seed: int) -> list[int]:
@@ -263,16 +207,6 @@ def _allocate(q: list[float], budget: int, cap: int | None, seed: int) -> list[i
         return capped_allocation(q, budget, cap, seed=seed)
     except ValueError as e:
         raise ConfigError(f"select: {e}", hint="raise --cap or lower --budget") from None
-
-
-def _check_pair_budgets(budgets: list[int], scored: list[dict[str, Any]], name: str, strategy: str) -> None:
-    """Refuse a selection that gives one pair more rows than augment makes for a pair."""
-    top = max(budgets)
-    if top > MAX_PAIR_BUDGET:
-        i = budgets.index(top)
-        msg = (f"select: the {strategy} selection gives {name} line {scored[i].get('_line', i + 1)} a budget of "
-               f"{top}; augment makes at most {MAX_PAIR_BUDGET:,} rows per pair")
-        raise ConfigError(msg, hint=f"pass --cap (at most {MAX_PAIR_BUDGET}) or lower --budget")
 
 
 def make_augmenter(backend: str, params: list[str] | dict[str, Any] | None = None, seed: int = 0,
@@ -296,88 +230,54 @@ def augment(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Synthetic pairs for selected rows with ``budget > 0``; returns (rows, stats).
 
-    Rows selected with ``pick: top-margin`` (West-of-N) keep the pool rows that ``model`` gives the
-    highest predicted margin, so the model is required for them. With ``semantic_tries`` > 0,
-    low-contrast pairs are first rewritten by the (generative) augmenter (MARS v2 semantic
-    refinement) and the pools are made from the refined texts. The rows are checked first
-    (:func:`check_selected`).
+    Each row's budget is filled from its pool by its ``selection.pick`` (``plugin.keep_picked``): rows
+    selected with ``pick: top-margin`` (West-of-N) keep the pool rows that ``model`` gives the highest
+    predicted margin, so the model is required for them. With ``semantic_tries`` > 0, low-contrast
+    pairs are first rewritten by the (generative) augmenter (MARS v2 semantic refinement, judged by
+    ``model`` when given) and the pools are made from the refined texts. ``model`` is a head object or
+    a model directory (loaded once, and only when needed). The rows are checked first
+    (``checks.check_selected``).
     """
-    counts, top = check_selected(selected, name, model)
-    semantic_report = None
+    counts, picks = check_selected(selected, name, model)
+    head = _head_for(model, semantic_tries > 0 or any(pick_needs_model(p) for p in picks))
+    report = None
     if semantic_tries:
-        selected, semantic_report = refine_contrast(selected, augmenter, counts, semantic_tries, model)
-    # Top-margin rows need the whole pool; random picks draw b_i rows.
-    request = [-1 if (t and b > 0) else b for t, b in zip(top, counts, strict=True)]
+        from marsctl.semantic import refine_selected
+
+        selected, report = refine_selected(selected, augmenter, counts, semantic_tries, judge=_judge(head))
+    request = [pool_request(p, b) for p, b in zip(picks, counts, strict=True)]
     made = augmenter.augment(selected, request, round=round, progress=progress)
-    head = None
-    if any(top):
-        head = model if isinstance(model, Head) else load_head(model)  # type: ignore[arg-type]
-    rows: list[dict[str, Any]] = []
-    for t, b, pool in zip(top, counts, made, strict=True):
-        if t and pool:
-            assert head is not None
-            scored = head.score(pool)
-            order = sorted(range(len(scored)), key=lambda i: -scored[i]["pred_margin"])
-            pool = [pool[i] for i in order[:b]]
-        rows += pool
-    stats = dict(augmenter.stats_)
+    rows = [row for p, b, pool in zip(picks, counts, made, strict=True) for row in keep_picked(p, pool, b, head)]
+    return rows, _augment_stats(augmenter, rows, selected, report)
+
+
+def _head_for(model: Head | str | Path | None, needed: bool) -> Head | None:
+    """``model`` as a head object (a directory is loaded), when it is given and needed."""
+    if model is None or not needed:
+        return None
+    return model if isinstance(model, Head) else load_head(model)
+
+
+def _judge(head: Head | None) -> Callable[[list[dict[str, Any]]], list[float]] | None:
+    """Predicted margins of candidate pairs by ``head``: semantic refinement checks that labels still hold."""
+    if head is None:
+        return None
+
+    def judge(recs: list[dict[str, Any]]) -> list[float]:
+        return [r["pred_margin"] for r in head.score(recs)]
+
+    return judge
+
+
+def _augment_stats(augmenter: Augmenter, rows: list[dict[str, Any]], selected: list[dict[str, Any]],
+                   report: dict[str, Any] | None) -> dict[str, Any]:
+    """The augmenter's counters and name; after semantic refinement its report, marked on each row too."""
+    stats: dict[str, Any] = dict(augmenter.stats_)
     stats["backend"] = augmenter.name
-    if semantic_report is not None:
-        stats["semantic"] = semantic_report
+    if report is not None:
+        stats["semantic"] = report
         _mark_semantic(rows, selected)
-    return rows, stats
-
-
-def check_selected(selected: list[dict[str, Any]], name: str = "<input>",
-                   model: Head | str | Path | None = None) -> tuple[list[int], list[bool]]:
-    """Check selected rows before any work (no plugin loaded); returns (budgets, top-margin flags).
-
-    Each row needs ``budget``: an int in [0, ``MAX_PAIR_BUDGET``], summing to at most
-    ``MAX_TOTAL_BUDGET``; ``selection``, if present, must be an object whose ``pick`` is ``random`` or
-    ``top-margin``. Top-margin rows need ``model``.
-    """
-    counts = _budgets(selected, name)
-    top = [_pick(rec, f"{name} line {rec.get('_line', i + 1)}") == "top-margin" for i, rec in enumerate(selected)]
-    if any(top) and model is None:
-        msg = "this selection (won) keeps each pool's highest-margin rows, so augment needs the model"
-        raise ConfigError(msg, hint="pass -m MODEL_DIR (the model that scored the pairs)")
-    return counts, top
-
-
-def _pick(rec: dict[str, Any], where: str) -> str:
-    """How augment draws from this row's pool: ``selection.pick`` (default ``random``)."""
-    if "selection" not in rec:
-        return "random"
-    sel = rec["selection"]
-    if not isinstance(sel, dict):
-        msg = f"{where}: field 'selection' must be an object (as 'marsctl select' writes it), got {_json_kind(sel)}"
-        raise DataError(msg)
-    pick = sel.get("pick", "random")
-    if not isinstance(pick, str) or pick not in PICKS:
-        msg = f"{where}: field 'selection' has pick {pick!r}; allowed: {', '.join(PICKS)}"
-        raise DataError(msg)
-    return pick
-
-
-def _budgets(selected: list[dict[str, Any]], name: str) -> list[int]:
-    require_fields(selected, ("budget",), name, "select first: marsctl select SCORED --budget B")
-    counts = []
-    for i, rec in enumerate(selected):
-        b = rec["budget"]
-        where = f"{name} line {rec.get('_line', i + 1)}"
-        if not isinstance(b, int) or isinstance(b, bool) or b < 0:
-            msg = f"{where}: field 'budget' must be a non-negative integer, got {_shown(b)}"
-            raise DataError(msg)
-        if b > MAX_PAIR_BUDGET:
-            msg = f"{where}: field 'budget' is {b}; augment makes at most {MAX_PAIR_BUDGET:,} synthetic rows per pair"
-            raise DataError(msg, hint="select again with --cap, or a smaller --budget")
-        counts.append(b)
-    total = sum(counts)
-    if total > MAX_TOTAL_BUDGET:
-        msg = (f"{name}: the budgets sum to {total:,}; augment makes at most {MAX_TOTAL_BUDGET:,} synthetic rows "
-               "per call")
-        raise DataError(msg, hint="split the selected file into several parts and augment each")
-    return counts
+    return stats
 
 
 def _mark_semantic(rows: list[dict[str, Any]], selected: list[dict[str, Any]]) -> None:
@@ -387,31 +287,3 @@ def _mark_semantic(rows: list[dict[str, Any]], selected: list[dict[str, Any]]) -
         sem = info.get(row["parent_id"])
         if sem is not None:
             row["semantic"] = {k: sem[k] for k in ("d_before", "d_after", "refined")}
-
-
-def refine_contrast(selected: list[dict[str, Any]], augmenter: Augmenter, counts: list[int], tries: int,
-                    model: Head | str | Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Semantic refinement of the pairs that will be augmented; the threshold is the mean d of all pairs."""
-    from marsctl.embed import get_encoder
-    from marsctl.semantic import Generator, contrast, semantic_refine
-
-    if not isinstance(augmenter, Generator):
-        msg = f"semantic refinement needs a generative augmenter (rewrite, openai); {augmenter.name!r} is not one"
-        raise ConfigError(msg, hint="use --backend rewrite or --backend openai, or drop --semantic-refine")
-    encoder = get_encoder()
-    d = contrast(encoder, [r["chosen"] for r in selected], [r["rejected"] for r in selected])
-    todo = [i for i, b in enumerate(counts) if b > 0]
-    judge = None
-    if model is not None:
-        head = model if isinstance(model, Head) else load_head(model)
-
-        def judge(recs: list[dict[str, Any]]) -> list[float]:
-            return [r["pred_margin"] for r in head.score(recs)]
-
-    refined, report = semantic_refine([selected[i] for i in todo], augmenter, encoder, tries,
-                                      threshold=float(d.mean()), judge=judge)
-    out = list(selected)
-    for i, rec in zip(todo, refined, strict=True):
-        out[i] = rec
-    report["threshold_over"] = f"all {len(selected)} pairs"
-    return out, report

@@ -1,4 +1,4 @@
-"""A small thread-safe SQLite key-value store: the one mechanism behind marsctl's caches.
+"""Where marsctl's caches live (:func:`cache_dir`), and the small thread-safe SQLite key-value store behind them.
 
 The caches are marsctl's own files and are rebuilt when missing: a damaged one (overwritten,
 truncated) is reported with the command that deletes it (``rm -f FILE*``: the file with its -wal and
@@ -10,6 +10,7 @@ wrong length, say), is treated as missing: it is recomputed and replaced.
 from __future__ import annotations
 
 import contextlib
+import os
 import shlex
 import sqlite3
 import threading
@@ -20,6 +21,12 @@ from typing import Any
 from marsctl.errors import DataError, MarsError
 
 _DAMAGED = ("SQLITE_NOTADB", "SQLITE_CORRUPT", "SQLITE_CORRUPT_INDEX", "SQLITE_CORRUPT_SEQUENCE")
+
+
+def cache_dir() -> Path:
+    """Where marsctl keeps its caches: ``$MARSCTL_CACHE_DIR``, else ``~/.cache/marsctl``."""
+    root = os.environ.get("MARSCTL_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "marsctl")
+    return Path(root)
 
 
 def _store_error(path: Path, e: sqlite3.Error) -> MarsError:
@@ -38,6 +45,28 @@ def _store_error(path: Path, e: sqlite3.Error) -> MarsError:
     return MarsError(msg, hint="check the folder's permissions and free space, or set MARSCTL_CACHE_DIR elsewhere")
 
 
+# One connection per cache file in a process. SQLite's POSIX locks belong to the process: closing any
+# second connection to a file (or letting one be garbage-collected) drops the locks the first one
+# holds, and another process writing meanwhile can then corrupt the file. Every store on the same
+# file therefore shares one connection and its lock, and it is never closed before the process ends.
+_SHARED: dict[str, tuple[sqlite3.Connection, threading.Lock]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared_connection(path: Path) -> tuple[sqlite3.Connection, threading.Lock]:
+    key = str(path.resolve())
+    with _SHARED_LOCK:
+        if key not in _SHARED:
+            db = sqlite3.connect(key, timeout=60, check_same_thread=False)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.Error:
+                db.close()
+                raise
+            _SHARED[key] = (db, threading.Lock())
+        return _SHARED[key]
+
+
 class SQLiteStore:
     """Map bytes keys to values, encoded to a BLOB or TEXT column by ``encode``/``decode``.
 
@@ -51,19 +80,13 @@ class SQLiteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.table, self.column = table, column
         self._encode, self._decode, self._valid = encode, decode, valid
-        self._lock = threading.Lock()
         self.invalid = 0  # stored values ignored as undecodable or invalid
         with self._guard():
-            db = sqlite3.connect(str(self.path), timeout=60, check_same_thread=False)
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(f"CREATE TABLE IF NOT EXISTS {table} "
-                           f"(key BLOB PRIMARY KEY, {column} {column_type} NOT NULL)")
-                db.commit()
-            except sqlite3.Error:
-                db.close()
-                raise
-            self._db = db
+            self._db, self._lock = _shared_connection(self.path)
+            with self._lock:
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} "
+                                 f"(key BLOB PRIMARY KEY, {column} {column_type} NOT NULL)")
+                self._db.commit()
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -114,6 +137,4 @@ class SQLiteStore:
             return int(self._db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0])
 
     def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self._db.close()
+        """Nothing to do: the process-wide connection stays open until exit (see ``_shared_connection``)."""

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from marsctl.alloc import largest_remainder
-from marsctl.plugin import Augmenter, Head, Selector, load_head
+from marsctl.modeldir import load_head
+from marsctl.plugin import PICKS, Augmenter, Head, Selector
 
 SAMPLE_PAIRS = [
     {"id": f"t{i}", "prompt": p, "chosen": c, "rejected": r}
@@ -43,17 +44,21 @@ def check_selector(cls: type[Selector], config: Any = None) -> None:
         assert abs(sum(q) - 1) < 1e-6, f"{cls.__name__}: weights sum to {sum(q)}, not 1"
         assert q == sel.weights(list(margins)), f"{cls.__name__}: weights are not deterministic"
         assert sum(largest_remainder(q, 3 * n + 1)) == 3 * n + 1
-    assert cls.pick in ("random", "top-margin"), f"{cls.__name__}.pick must be 'random' or 'top-margin'"
+    assert cls.pick in PICKS, f"{cls.__name__}.pick must be one of {', '.join(PICKS)}"
 
 
 def check_augmenter(cls: type[Augmenter], config: Any = None, pairs: list[dict] | None = None) -> None:
     """Counts honoured (pool permitting), provenance present, labels kept, seeded determinism."""
     pairs = pairs or SAMPLE_PAIRS
     counts = [3, 0, 1, 2, 0, 1][: len(pairs)]
-    a = cls(config, seed=7).augment(pairs, counts, round=2)
+    aug = cls(config, seed=7)
+    a = aug.augment(pairs, counts, round=2)
     b = cls(config, seed=7).augment(pairs, counts, round=2)
     assert a == b, f"{cls.__name__}: same seed gave different rows"
     assert len(a) == len(pairs)
+    short = sum(1 for rows, want in zip(a, counts, strict=True) if len(rows) < want)
+    assert short <= aug.stats_["short_pools"], f"{cls.__name__}: budgets not honoured and not counted as short pools"
+    assert sum(map(len, a)) > 0, f"{cls.__name__}: made no rows at all for a positive budget"
     for pair, rows, want in zip(pairs, a, counts, strict=True):
         assert len(rows) <= max(want, 0) or want < 0, f"{cls.__name__}: more rows than the budget"
         for row in rows:
@@ -66,21 +71,31 @@ def check_augmenter(cls: type[Augmenter], config: Any = None, pairs: list[dict] 
 
 
 def check_head(cls: type[Head], config: Any = None, pairs: list[dict] | None = None, epochs: int = 2) -> None:
-    """fit returns self and changes the scores; save → load gives the same scores."""
+    """fit returns self and changes the scores; scores are finite and consistent; save → load gives the same scores.
+
+    ``config`` should make ``fit`` change the weights in ``epochs`` passes over ``pairs`` (a learning
+    rate above 0, at least one step).
+    """
     pairs = pairs or SAMPLE_PAIRS
+    name = cls.__name__
     head = cls(config, seed=3)
     prompts = [p["prompt"] for p in pairs]
     responses = [p["chosen"] for p in pairs]
-    assert head.fit(pairs, epochs=epochs) is head, f"{cls.__name__}.fit must return self"
+    before = head.score_batch(prompts, responses)
+    assert head.fit(pairs, epochs=epochs) is head, f"{name}.fit must return self"
     scores = head.score_batch(prompts, responses)
-    assert len(scores) == len(pairs) and all(math.isfinite(s) for s in scores)
+    assert len(scores) == len(pairs), f"{name}.score_batch returned {len(scores)} rewards for {len(pairs)} texts"
+    assert all(math.isfinite(s) for s in scores), f"{name}.score_batch gave a non-finite reward"
+    assert scores != before, f"{name}.fit did not change the scores"
     scored = head.score(pairs)
-    for rec in scored:
+    assert len(scored) == len(pairs)
+    for pair, rec in zip(pairs, scored, strict=True):
         assert abs(rec["pred_margin"] - (rec["score_chosen"] - rec["score_rejected"])) < 1e-5
-        assert "margin" not in rec or rec["margin"] == pairs[scored.index(rec)].get("margin")
+        assert rec.get("margin") == pair.get("margin"), f"{name}.score changed the label-side margin"
     with tempfile.TemporaryDirectory() as tmp:
         head.save(Path(tmp) / "m")
         again = load_head(Path(tmp) / "m")
-        assert type(again) is cls
+        assert type(again) is cls, f"a saved {name} loads as {type(again).__name__}"
         s2 = again.score_batch(prompts, responses)
         assert max(abs(x - y) for x, y in zip(scores, s2, strict=True)) < 1e-5, "scores changed after save/load"
+        assert again.score(pairs) == scored, f"{name}: scored records changed after save/load"

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 _console = None
+_quiet = 0  # depth of nested quiet() blocks
 
 
 def console() -> Any:
@@ -24,20 +25,37 @@ def console() -> Any:
     return _console
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence info, warn, table and progress inside the block; restored after it, also on an exception.
+
+    compare runs many refine runs and prints one line per run instead of each run's own logs.
+    """
+    global _quiet
+    _quiet += 1
+    try:
+        yield
+    finally:
+        _quiet -= 1
+
+
 def info(message: str) -> None:
     """A log line on stderr."""
-    console().print(message, markup=False)
+    if not _quiet:
+        console().print(message, markup=False)
 
 
 def warn(message: str) -> None:
     """A warning on stderr."""
-    console().print(f"Warning: {message}", style="yellow", markup=False)
+    if not _quiet:
+        console().print(f"Warning: {message}", style="yellow", markup=False)
 
 
 @contextlib.contextmanager
 def progress(description: str, total: int | None, unit: str = "items") -> Iterator[Any]:
     """A progress bar on stderr; yields ``advance(n)``. Quiet when stderr is not a TTY or total is small."""
-    show = sys.stderr.isatty() and (total is None or total > 0) and not os.environ.get("MARSCTL_NO_PROGRESS")
+    show = (sys.stderr.isatty() and (total is None or total > 0) and not os.environ.get("MARSCTL_NO_PROGRESS")
+            and not _quiet)
     if not show:
         yield lambda n=1: None
         return
@@ -59,6 +77,8 @@ def progress(description: str, total: int | None, unit: str = "items") -> Iterat
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     """Print a table on stderr."""
+    if _quiet:
+        return
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")

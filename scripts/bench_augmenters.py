@@ -57,16 +57,17 @@ def margin_model(train: list[dict[str, Any]], encoder: Any, seed: int) -> tuple[
 
 def acceptance(aug: Any, pairs: list[dict[str, Any]], encoder: Any) -> tuple[dict[str, int], list[list[str]]]:
     """Filter stats over every variant the augmenter makes (generative ones report their own)."""
-    from marsctl_plugins.augmenters.filters import FilterRequest, GenerativeAugmenter, QualityFilter
+    from marsctl_plugins.augmenters.filters import FilterRequest, QualityFilter
+    from marsctl_plugins.augmenters.generative import GenerativeAugmenter
 
     items = [(p[role], role) for p in pairs for role in ("prompt", "chosen", "rejected")]
+    cps = [other for p in pairs for other in (None, p["rejected"], p["chosen"])]
     n = aug.config.n_variants
     if isinstance(aug, GenerativeAugmenter):
-        made = aug.variants_batch(items, n)
+        made = aug.variants_batch(items, n, counterparts=cps)
         return dict(aug.filter_.stats), made
     made = aug.variants_batch(items, n)
     flt = QualityFilter(encoder)
-    cps = GenerativeAugmenter._counterparts(items)
     flt.run([FilterRequest(t, r, v, cp) for (t, r), v, cp in zip(items, made, cps, strict=True)])
     return dict(flt.stats), made
 

@@ -97,7 +97,7 @@ def phase(label: str, model_path: str, train: list[dict], test: list[dict], s: d
     """Fine-tune and score one backbone; return the numbers."""
     import torch
 
-    from marsctl_plugins.heads.transformer import TransformerHead
+    from marsctl_plugins.heads.transformer.head import TransformerHead
 
     cuda = torch.cuda.is_available()
     cfg = TransformerHead.Config(model_path=model_path, max_length=s["max_length"], epochs=s["epochs"],

@@ -1,42 +1,16 @@
-"""compare: the paired statistics against known answers, the diagnostics, and a small real run."""
+"""compare: the guard, the selection diagnostics, and small real runs."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from conftest import FIXTURES, read_jsonl, run_cli
 
-from marsctl.compare import paired_difference
-from marsctl.loop import RefineConfig, RefineRun, guard_reasons
+from marsctl.errors import ConfigError
+from marsctl.loop import RefineConfig, RefineRun
 from marsctl.records import read_pairs
-
-
-def test_paired_difference_extremes():
-    ones, zeros = np.ones(100), np.zeros(100)
-    d = paired_difference([ones, ones], [zeros, zeros], n_boot=300)
-    assert d["mean"] == 1.0 and d["ci95"] == [1.0, 1.0] and (d["wins"], d["losses"]) == (2, 0)
-    same = paired_difference([ones], [ones], n_boot=300)
-    assert same["mean"] == 0.0 and same["ci95"] == [0.0, 0.0] and same["ties"] == 1
-
-
-def test_paired_difference_known_standard_error():
-    # a beats b on exactly 10 of 1000 pairs per seed: d ∈ {0, 1}, mean 0.01, se = sqrt(.01·.99/1000)/sqrt(5).
-    rng = np.random.default_rng(0)
-    a_runs, b_runs = [], []
-    for _ in range(5):
-        b = (rng.random(1000) < 0.5).astype(float)
-        a = b.copy()
-        flip = rng.choice(np.where(b == 0)[0], 10, replace=False)
-        a[flip] = 1
-        a_runs.append(a)
-        b_runs.append(b)
-    d = paired_difference(a_runs, b_runs, n_boot=2000, seed=1)
-    assert d["mean"] == pytest.approx(0.01)
-    half = (d["ci95"][1] - d["ci95"][0]) / 2
-    assert half == pytest.approx(1.96 * np.sqrt(0.01 * 0.99 / 1000) / np.sqrt(5), rel=0.25)
-    assert d["wins"] == 5 and d["ci95"][0] > 0
+from marsctl.selection import guard_reasons
 
 
 def test_guard_reasons():
@@ -92,3 +66,41 @@ def test_small_compare_end_to_end(tmp_path):
     report = json.loads((out / "report.json").read_text())
     vs = report["protocols"]["epochs"]["mars-abs"]["vs_uniform"]
     assert vs["wins"] + vs["losses"] + vs["ties"] == 2 and vs["ci95"][0] <= vs["mean"] <= vs["ci95"][1]
+
+
+def test_each_selector_gets_only_the_parameters_its_config_declares():
+    from marsctl.compare import CompareConfig
+
+    cfg = CompareConfig(strategies=["none", "uniform", "mars", "mars-robust"],
+                        refine=RefineConfig(rounds=1, selector_params=["alpha=1.0", "floor=2.0"]))
+    assert cfg.selector_params("none") == [] and cfg.selector_params("uniform") == []
+    assert cfg.selector_params("mars") == ["alpha=1.0"]
+    assert cfg.selector_params("mars-robust") == ["alpha=1.0", "floor=2.0"]
+    with pytest.raises(ConfigError, match="Unknown selector parameter 'floor' for compare"):
+        CompareConfig(strategies=["uniform", "mars"], refine=RefineConfig(rounds=1, selector_params=["floor=2"]))
+
+
+def test_third_party_selector_without_alpha_runs_through_compare(tmp_path, fake_plugin):
+    from marsctl.compare import Compare, CompareConfig
+    from marsctl.plugin import Selector
+
+    class FirstPair(Selector):
+        """A third-party selector with no parameters: the whole budget on the first pair."""
+
+        def weights(self, margins: list[float]) -> list[float]:
+            return [1.0] + [0.0] * (len(margins) - 1)
+
+    fake_plugin("selector", "first-pair", FirstPair)
+    pairs = read_pairs(FIXTURES / "tiny.jsonl")
+    cfg = CompareConfig(strategies=["first-pair", "mars-abs"], seeds=1, protocols=["steps"], n_boot=200,
+                        refine=RefineConfig(rounds=1, budget=10, epochs=2, pool_seed=0, selector_params=["alpha=2.0"]))
+    report = Compare(pairs, tmp_path / "cmp", cfg).run()
+    assert list(report["protocols"]["steps"]) == ["first-pair", "mars-abs"]
+    runs = tmp_path / "cmp" / "runs" / "steps"
+    manifest = {st: json.loads((runs / st / "seed-0" / "manifest.json").read_text()) for st in cfg.strategies}
+    assert manifest["first-pair"]["config"]["selector_params"] == []
+    assert manifest["mars-abs"]["config"]["selector_params"] == ["alpha=2.0"]
+    sel = json.loads((runs / "first-pair" / "seed-0" / "round-1" / "metrics.json").read_text())["selection"]
+    assert sel["strategy"] == "first-pair" and sel["pairs_selected"] == 1 and sel["max_budget"] == 10
+    assert json.loads((tmp_path / "cmp" / "report.json").read_text())["config"]["refine"]["selector_params"] == [
+        "alpha=2.0"]

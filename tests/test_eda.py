@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from marsctl import registry
 from marsctl.errors import ConfigError
 from marsctl.params import build_config
+from marsctl.testing import check_augmenter
 from marsctl_plugins.augmenters import wordnet
-from marsctl_plugins.augmenters.eda import EDAAugmenter, EDAConfig, builtin_synonyms
+from marsctl_plugins.augmenters.eda import WORDS_FILE, EDAAugmenter, EDAConfig, builtin_synonyms, word_tables
 
 MINI = Path(__file__).resolve().parents[1] / "fixtures" / "wordnet_mini"
 SYSTEM_WORDNET = Path("/usr/share/wordnet")
@@ -263,3 +267,24 @@ def test_config_rejects_bad_values():
         EDAConfig(p_synonym=0.0, p_swap=0.0, p_delete=0.0)
     cfg = build_config(EDAConfig, ["p_swap=0.2", "n_variants=3"], owner="the eda augmenter")
     assert (cfg.p_swap, cfg.n_variants, cfg.p_synonym) == (0.2, 3, 0.1)
+
+
+# ---------------------------------------------------------------------------------- data and conformance
+def test_word_tables_are_read_once_from_the_shipped_data_file():
+    data = json.loads(resources.files("marsctl_plugins.augmenters").joinpath(WORDS_FILE).read_text("utf-8"))
+    tables = word_tables()
+    assert tables.stopwords == frozenset(data["stopwords"]) and {"the", "not", "never"} <= tables.stopwords
+    assert tables.modifiers == {w for group in data["modifier_groups"] for w in group}
+    assert builtin_synonyms()["car"] == ("automobile", "vehicle")  # group-mates, in the file's order
+    assert builtin_synonyms()["large"] == ("big", "huge", "enormous")  # a word in two groups: both, once each
+    assert word_tables() is tables
+
+
+@pytest.mark.parametrize("wordnet_dir", [str(MINI), "missing"], ids=["wordnet", "builtin"])
+def test_check_augmenter_passes(wordnet_dir: str, tmp_path: Path):
+    cls = registry.load("augmenter", "eda")
+    cfg = EDAConfig(wordnet_dir=wordnet_dir if wordnet_dir != "missing" else str(tmp_path), n_variants=3)
+    check_augmenter(cls, cfg)  # its sample pairs are short: eda finds little to edit in them
+    check_augmenter(cls, cfg, pairs=HH)
+    rows = cls(cfg, seed=7).augment(HH, [3, 0, 1, 2], round=2)
+    assert [len(r) for r in rows] == [3, 0, 1, 2]  # the check ran on real rows, not on empty pools

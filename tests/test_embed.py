@@ -46,3 +46,17 @@ def test_padded_length_is_a_multiple_capped_at_max_seq_length(tmp_path):
     assert enc._padded_length(1) == PAD_MULTIPLE
     assert enc._padded_length(PAD_MULTIPLE + 1) == 2 * PAD_MULTIPLE
     assert enc._padded_length(10_000) == enc.max_seq_length
+
+
+def test_stores_on_one_file_share_one_connection(tmp_path):
+    """A second connection to a SQLite file, once closed or collected, drops the first one's locks."""
+    import gc
+
+    a = EmbeddingCache(tmp_path / "e.sqlite")
+    b = EmbeddingCache(tmp_path / "e.sqlite")
+    assert a._db is b._db and a._lock is b._lock
+    del a
+    gc.collect()
+    b.put_many([(b"k", np.ones(4, dtype=np.float32))])
+    b.close()
+    assert len(EmbeddingCache(tmp_path / "e.sqlite")) == 1

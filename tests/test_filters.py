@@ -9,11 +9,11 @@ from marsctl.errors import ConfigError
 from marsctl_plugins.augmenters.filters import (
     STAT_KEYS,
     FilterRequest,
-    GenerativeConfig,
     QualityFilter,
     copy_ratio,
     strip_chatter,
 )
+from marsctl_plugins.augmenters.generative import GenerativeConfig
 
 
 class TableEncoder:

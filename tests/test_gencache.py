@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from marsctl_plugins.augmenters.filters import GenerativeAugmenter, GenerativeConfig
 from marsctl_plugins.augmenters.gencache import GenerationCache, generation_key
+from marsctl_plugins.augmenters.generative import GenerativeAugmenter, GenerativeConfig
 
 BASE = {"model_id": "m:1", "template_id": "paraphrase@v1", "role": "chosen", "text": "hello there",
         "seed": 0, "params": {"temperature": 0.8, "top_p": 0.95}, "n": 4}

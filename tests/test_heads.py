@@ -11,7 +11,7 @@ from conftest import FIXTURES
 from marsctl import registry, steps
 from marsctl.errors import ConfigError
 from marsctl.losses import bt_loss
-from marsctl.plugin import load_head
+from marsctl.modeldir import load_head
 from marsctl.records import read_pairs
 from marsctl.testing import check_head
 
@@ -94,3 +94,25 @@ def test_second_pass_reads_embeddings_from_cache(tiny):
     enc.encode([r["chosen"] for r in tiny])
     assert enc.stats["misses"] == before["misses"]
     assert enc.stats["hits"] == before["hits"] + len(tiny)
+
+
+def test_threads_apply_while_training_and_torch_is_left_as_it_was(tiny):
+    seen = []
+
+    class Probe(registry.load("head", "linear")):
+        def _train_loop(self, *args):
+            seen.append(torch.get_num_threads())
+            return 0
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for n in (1, 0, 3):
+            Probe(Probe.Config(threads=n)).fit(tiny[:4], epochs=1)
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 2, 3]  # the default is 1; 0 keeps torch's setting
+    assert Probe.Config().threads == 1
+    with pytest.raises(ConfigError, match="'threads' parameter of the head must be an int"):
+        Probe.Config(threads=-1)

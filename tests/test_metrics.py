@@ -57,3 +57,62 @@ def test_evaluate_length_baseline_and_subsets():
     assert out["subsets"]["A/x"]["accuracy"] == 1.0 and out["subsets"]["A/y"]["accuracy"] == 0.0
     assert out["sections"] == {"A": 0.5, "B": 1.0}
     assert out["min_reward"] == 0.0 and out["max_reward"] == 2.0
+
+
+def test_paired_difference_extremes():
+    ones, zeros = np.ones(100), np.zeros(100)
+    d = metrics.paired_difference([ones, ones], [zeros, zeros], n_boot=300)
+    assert d["mean"] == 1.0 and d["ci95"] == [1.0, 1.0] and (d["wins"], d["losses"]) == (2, 0)
+    same = metrics.paired_difference([ones], [ones], n_boot=300)
+    assert same["mean"] == 0.0 and same["ci95"] == [0.0, 0.0] and same["ties"] == 1
+
+
+def test_paired_difference_known_standard_error():
+    # a beats b on exactly 10 of 1000 pairs per seed: d ∈ {0, 1}, mean 0.01, se = sqrt(.01·.99/1000)/sqrt(5).
+    rng = np.random.default_rng(0)
+    a_runs, b_runs = [], []
+    for _ in range(5):
+        b = (rng.random(1000) < 0.5).astype(float)
+        a = b.copy()
+        flip = rng.choice(np.where(b == 0)[0], 10, replace=False)
+        a[flip] = 1
+        a_runs.append(a)
+        b_runs.append(b)
+    d = metrics.paired_difference(a_runs, b_runs, n_boot=2000, seed=1)
+    assert d["mean"] == pytest.approx(0.01)
+    half = (d["ci95"][1] - d["ci95"][0]) / 2
+    assert half == pytest.approx(1.96 * np.sqrt(0.01 * 0.99 / 1000) / np.sqrt(5), rel=0.25)
+    assert d["wins"] == 5 and d["ci95"][0] > 0
+
+
+def _run(seed, strategy, correct, selection=(), tcw=0.2):
+    return {"seed": seed, "protocol": "steps", "strategy": strategy, "accuracy": sum(correct) / len(correct),
+            "correct": correct, "length_longer": 0.5, "length_shorter": 0.25, "selection": list(selection),
+            "test_p_chosen_longer": 0.5, "train_curvature_weight": tcw}
+
+
+def test_compare_statistics_by_hand():
+    sel = [{"ess": 10.0, "max_budget": 2, "pairs_selected": 8, "share_negative_margin": 0.25,
+            "p_chosen_longer_selected": 0.5, "novelty": {"corr": 0.8}, "guard": {"passed": False}},
+           {"ess": 20.0, "max_budget": 4, "pairs_selected": None, "share_negative_margin": 0.75,
+            "p_chosen_longer_selected": 0.5, "novelty": None, "guard": {"passed": True}}]
+    results = [_run(1, "none", [1, 1], tcw=0.25), _run(0, "none", [1, 0], tcw=0.25),
+               _run(0, "uniform", [1, 1], sel[:1], tcw=0.1), _run(1, "uniform", [1, 1], sel[1:], tcw=0.2)]
+    out = metrics.compare_statistics(results, ["none", "uniform"], ["steps"], refs=("uniform", "none"), n_boot=200)
+    none, uni = out["steps"]["none"], out["steps"]["uniform"]
+    assert (none["accuracy_mean"], none["accuracy_std"], none["seeds"]) == (0.75, 0.25, 2)
+    assert (uni["accuracy_mean"], uni["accuracy_std"]) == (1.0, 0.0) and uni["accuracy_ci95"] == [1.0, 1.0]
+    # per seed Δ(uniform − none): seed 0 +0.5, seed 1 0 → mean 0.25, one win, one tie
+    d = uni["vs_none"]
+    assert d["mean"] == 0.25 and (d["wins"], d["losses"], d["ties"]) == (1, 0, 1) and "vs_uniform" not in uni
+    assert none["vs_uniform"]["mean"] == -0.25 and none["vs_uniform"]["losses"] == 1 and "vs_none" not in none
+    assert "diagnostics" not in none and none["train_curvature_weight"] == 0.25
+    assert uni["diagnostics"] == {"ess": 15.0, "max_budget": 3.0, "pairs_selected": 8.0, "share_negative_margin": 0.5,
+                                  "p_chosen_longer_selected": 0.5, "novelty_corr": 0.8, "guard_fallbacks": 1,
+                                  "test_p_chosen_longer": 0.5}
+    assert uni["train_curvature_weight"] == pytest.approx(0.15)
+    assert (none["length_longer"], none["length_shorter"]) == (0.5, 0.25)
+
+
+def test_mean_std_is_the_population_std():
+    assert metrics.mean_std([0.25, 0.75]) == (0.5, 0.25)

@@ -128,7 +128,7 @@ def test_safetensors_that_do_not_fit_the_config_are_refused(model_copy, change, 
     f = model_copy / "model.safetensors"
     save_file({k: v.contiguous() for k, v in change(load_file(str(f))).items()}, str(f))
     from marsctl.errors import ConfigError
-    from marsctl.plugin import load_head
+    from marsctl.modeldir import load_head
 
     with pytest.raises(ConfigError, match=needle) as e:
         load_head(model_copy)
@@ -137,7 +137,7 @@ def test_safetensors_that_do_not_fit_the_config_are_refused(model_copy, change, 
 
 def test_intact_copy_still_scores(model_copy):
     """The checks pass on a healthy model: the same scores as before the copy."""
-    from marsctl.plugin import load_head
+    from marsctl.modeldir import load_head
 
     rows = read_jsonl(TEST)[:3]
     scores = [r["pred_margin"] for r in load_head(model_copy).score(rows)]
@@ -174,7 +174,7 @@ CONFIG_CASES = {
 @pytest.mark.parametrize("case", list(CONFIG_CASES))
 def test_config_json_with_wrong_types_names_the_file_and_field(model_copy, case):
     from marsctl.errors import ConfigError
-    from marsctl.plugin import load_head
+    from marsctl.modeldir import load_head
 
     edit, needle = CONFIG_CASES[case]
     f = _edit_config(model_copy, edit)
@@ -184,7 +184,7 @@ def test_config_json_with_wrong_types_names_the_file_and_field(model_copy, case)
 
 
 def test_an_int_for_a_float_field_is_fine(model_copy):
-    from marsctl.plugin import load_head
+    from marsctl.modeldir import load_head
 
     _edit_config(model_copy, lambda c: c["config"].update(lr=1, dropout=0))
     head = load_head(model_copy)
@@ -225,7 +225,7 @@ def test_head_configs_have_upper_bounds(cls, field, value):
 def test_transformer_config_has_upper_bounds():
     pytest.importorskip("transformers")
     from marsctl.errors import ConfigError
-    from marsctl_plugins.heads.transformer import TransformerConfig
+    from marsctl_plugins.heads.transformer.config import TransformerConfig
 
     for field in ("epochs", "batch_size", "grad_accum", "eval_batch_size"):
         with pytest.raises(ConfigError, match=f"'{field}' parameter of the transformer head must be an int in"):
@@ -360,15 +360,13 @@ def read_jsonl_text(text: str) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------ caches
 def _cache_with_rows(model_dir: Path, dst: Path) -> Path:
-    """A copy of a real embeddings.sqlite (the session cache, checkpointed) in folder ``dst``."""
-    import os
+    """A real embeddings.sqlite in folder ``dst``, filled by a marsctl process of its own.
 
-    src = Path(os.environ["MARSCTL_CACHE_DIR"]) / "embeddings.sqlite"
-    db = sqlite3.connect(src)
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.close()
-    dst.mkdir()
-    shutil.copy(src, dst / "embeddings.sqlite")
+    Never a connection to the session cache from this process: closing a second connection to a
+    SQLite file drops the locks of the first (marsctl.store), which could corrupt it.
+    """
+    run_cli("score", str(TEST), "-m", str(model_dir), env={"MARSCTL_CACHE_DIR": str(dst)}, check=True)
+    assert not (dst / "embeddings.sqlite-wal").exists() or (dst / "embeddings.sqlite-wal").stat().st_size == 0
     return dst / "embeddings.sqlite"
 
 

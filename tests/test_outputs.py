@@ -108,7 +108,7 @@ def test_a_model_dir_with_a_users_file_is_never_replaced(tmp_path, model_dir):
 
 def test_head_save_from_python_refuses_too(tmp_path, model_dir):
     from marsctl.errors import ConfigError
-    from marsctl.plugin import load_head
+    from marsctl.modeldir import load_head
 
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "data.txt").write_text("mine")

@@ -9,7 +9,8 @@ import pytest
 from conftest import FIXTURES, read_jsonl
 
 from marsctl.errors import DataError
-from marsctl.records import content_id, read_pairs, write_records
+from marsctl.jsonio import write_records
+from marsctl.records import content_id, read_pairs
 
 
 def write(tmp_path: Path, lines: list[str]) -> Path:

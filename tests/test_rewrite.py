@@ -7,7 +7,9 @@ import time
 
 import pytest
 
+from marsctl import registry
 from marsctl.errors import ConfigError
+from marsctl.testing import SAMPLE_PAIRS, check_augmenter
 from marsctl_plugins.augmenters.rewrite import RewriteAugmenter, RewriteConfig, resolve_model
 from marsctl_plugins.augmenters.templates import TEMPLATES, get_template
 
@@ -89,6 +91,15 @@ def test_variants_go_through_cache_and_filters(tiny_model):
     again = RewriteAugmenter(cfg, seed=0)
     again._load = None  # a cache hit must not load the model
     assert again.variants_batch(items, 2) == got
+
+
+def test_check_augmenter_passes(tiny_model):
+    cls = registry.load("augmenter", "rewrite")
+    cfg = RewriteConfig(model=str(tiny_model), max_new_tokens=8, n_variants=2, oversample=1,
+                        sim_low=-1.0, sim_high=1.0, len_low=0.0, len_high=100.0)
+    check_augmenter(cls, cfg)  # the second run of the check reads the first one's cache
+    rows = cls(cfg, seed=7).augment(SAMPLE_PAIRS, [3, 0, 1, 2, 0, 1], round=2)
+    assert sum(len(r) for r in rows) > 0 and all(r["generator"]["backend"] for rs in rows for r in rs)
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import read_jsonl, run_cli
 
-from marsctl import steps
+from marsctl import checks, steps
 from marsctl.alloc import capped_allocation, effective_sample_size, largest_remainder, selection_summary, softmax
 from marsctl.errors import ConfigError, DataError, PluginError
 from marsctl.plugin import Selector
@@ -119,13 +119,13 @@ def test_select_refuses_a_pair_budget_augment_cannot_make(tmp_path):
 
 
 def test_check_budget_for_refine():
-    assert steps.check_budget(10, 5, 2, "refine") == 10
+    assert checks.check_budget(10, 5, 2, "refine") == 10
     with pytest.raises(ConfigError, match="refine: a cap of 2 rows per pair over 4 pairs cannot hold a budget of 9"):
-        steps.check_budget(9, 4, 2, "refine")
+        checks.check_budget(9, 4, 2, "refine")
     with pytest.raises(ConfigError, match=r"'budget' parameter of refine must be an int in the range \[1, inf\)"):
-        steps.check_budget(0, 4, None, "refine")
+        checks.check_budget(0, 4, None, "refine")
     with pytest.raises(ConfigError, match=r"'cap' parameter of refine"):
-        steps.check_budget(3, 4, 0, "refine")
+        checks.check_budget(3, 4, 0, "refine")
 
 
 @pytest.mark.parametrize("budget", [10**20, 10**30 + 7, 2**70 + 1, 3, 10**6 + 1])

@@ -82,7 +82,8 @@ def test_saved_dir_scores_the_same_with_plain_transformers(trained, tmp_path):
 
 
 def test_save_and_load_head_roundtrip(trained, tmp_path):
-    from marsctl.plugin import Head, load_head
+    from marsctl.modeldir import load_head
+    from marsctl.plugin import Head
 
     if not hasattr(Head, "meta_file"):
         pytest.skip("needs Head.meta_file in the core (marsctl metadata beside HF's config.json)")

@@ -33,17 +33,11 @@ def _root(
 
 
 def _register() -> None:
-    from marsctl.cli import augment, evaluate, plugins, refine, score, select, train
+    from marsctl.cli import augment, compare, evaluate, plugins, refine, score, select, train
 
-    for mod in (train, score, select, augment, refine, evaluate):
+    for mod in (train, score, select, augment, refine, evaluate, compare):
         mod.register(app)
     app.add_typer(plugins.app, name="plugins")
-    # compare lives in its own module when installed
-    try:
-        from marsctl.cli import compare
-    except ImportError:
-        return
-    compare.register(app)
 
 
 _register()

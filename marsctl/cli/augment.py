@@ -4,36 +4,47 @@ from __future__ import annotations
 
 import typer
 
-from marsctl.cli.common import PARAM_HELP, handle_errors, read_input
+from marsctl.cli.common import (
+    alias,
+    handle_errors,
+    merged_params,
+    option_from,
+    param_option,
+    read_input,
+    semantic_option,
+    tries_option,
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add the command."""
+    from marsctl.loop import RefineConfig
 
     @app.command("augment")
     @handle_errors
     def augment_cmd(
         selected: str = typer.Argument("-", help="Selected pairs (from 'marsctl select') or '-'."),
-        backend: str = typer.Option("eda", "--backend", help="Augmenter plugin (eda, or an installed one)."),
+        backend: str = option_from(RefineConfig, "backend", "--backend"),
         seed: int = typer.Option(0, "--seed", help="Seed for variants and draws."),
         round_: int = typer.Option(1, "--round", help="Round number written into provenance."),
         model: str = typer.Option(None, "-m", "--model",
                                   help="Model dir that scores each pool (needed for won selections)."),
-        semantic: bool = typer.Option(False, "--semantic-refine",
-                                      help="MARS v2: first rewrite low-contrast pairs (needs rewrite/openai)."),
-        tries: int = typer.Option(5, "--refine-tries", help="Candidates per side for --semantic-refine."),
+        semantic: bool = semantic_option(),
+        tries: int = tries_option(),
         output: str = typer.Option("-", "-o", "--output", help="Output JSONL, or '-' for stdout."),
-        param: list[str] = typer.Option(None, "-p", "--param", help=PARAM_HELP),
+        param: list[str] = param_option("augmenter", short=True),
+        param_alias: list[str] = alias("--param"),
     ) -> None:
         """Emit synthetic pairs (labels kept, provenance added) for rows with budget > 0."""
         from marsctl import steps, ui
+        from marsctl.checks import check_selected
+        from marsctl.jsonio import write_records
         from marsctl.outputs import check_file_output
-        from marsctl.records import write_records
 
         check_file_output(output, [selected, model])
         records, name = read_input(selected)
-        counts, _ = steps.check_selected(records, name, model)  # before the plugin loads or prints anything
-        aug = steps.make_augmenter(backend, param, seed=seed)
+        counts, _ = check_selected(records, name, model)  # before the plugin loads or prints anything
+        aug = steps.make_augmenter(backend, merged_params(param, param_alias), seed=seed)
         todo = sum(1 for b in counts if b > 0)
         with ui.progress(f"augment ({backend})", todo, "pairs") as advance:
             rows, stats = steps.augment(records, aug, round=round_, model=model, name=name, progress=advance,

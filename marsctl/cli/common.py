@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable
@@ -9,11 +10,96 @@ from typing import Any, TypeVar
 
 import typer
 
-from marsctl.errors import MarsError
+from marsctl.errors import ConfigError, MarsError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-PARAM_HELP = "Plugin parameter key=value (repeatable); see 'marsctl plugins show KIND NAME'."
+# The flag of each plugin kind's key=value parameters; -p is the shorthand of the command's main kind.
+PARAM_FLAGS = {"head": "--head-param", "selector": "--selector-param", "augmenter": "--augment-param"}
+SEMANTIC_TRIES = 5  # --refine-tries default
+
+
+def _field(cfg: Any, name: str) -> dataclasses.Field:
+    fields = {f.name: f for f in dataclasses.fields(cfg)}
+    return fields[name]
+
+
+def help_of(cfg: Any, name: str) -> str:
+    """The help a config dataclass (class or instance) declares for field ``name`` in its metadata."""
+    return _field(cfg, name).metadata["help"]
+
+
+def default_of(cfg: Any, name: str) -> Any:
+    """A config field's default: an instance's value, or the class default (a default_factory is called)."""
+    if not isinstance(cfg, type):
+        return getattr(cfg, name)
+    f = _field(cfg, name)
+    if f.default is dataclasses.MISSING and f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def option_from(cfg: Any, name: str, *decls: str, **kwargs: Any) -> Any:
+    """A Typer option whose default and help are config field ``name``'s (each written once, in the config)."""
+    return typer.Option(default_of(cfg, name), *decls, help=help_of(cfg, name), **kwargs)
+
+
+def param_option(kind: str, *, short: bool = False) -> Any:
+    """--head-param / --selector-param / --augment-param key=value (repeatable); ``short`` adds -p."""
+    decls = [PARAM_FLAGS[kind], "-p"] if short else [PARAM_FLAGS[kind]]
+    return typer.Option(None, *decls, help=f"{kind.capitalize()} parameter key=value (repeatable); "
+                                           f"see 'marsctl plugins show {kind} NAME'.")
+
+
+def alias(*decls: str) -> Any:
+    """A hidden option: an old spelling that keeps working (merge it with ``merged`` or ``merged_params``)."""
+    return typer.Option(None, *decls, hidden=True)
+
+
+def merged_params(new: list[str] | None, old: list[str] | None) -> list[str]:
+    """A repeatable option given under its flag and its hidden old spelling: both add up."""
+    return [*(new or []), *(old or [])]
+
+
+def merged(new: Any, old: Any, flag: str, old_flag: str) -> Any:
+    """The value of an option given under its flag or under its hidden old spelling (one of the two)."""
+    if new is not None and old is not None:
+        msg = f"{old_flag} is the old spelling of {flag}: give {flag} only"
+        raise ConfigError(msg)
+    return new if old is None else old
+
+
+def alpha_option() -> Any:
+    """--alpha A: shorthand for --selector-param alpha=A."""
+    return typer.Option(None, "--alpha", help="Shorthand for --selector-param alpha=A: the softmax sharpness α of "
+                                              "the mars selectors (default: 'marsctl plugins show selector NAME').")
+
+
+def alpha_scale_option() -> Any:
+    """--alpha-scale S: shorthand for --selector-param alpha_scale=S."""
+    return typer.Option(None, "--alpha-scale", help="Shorthand for --selector-param alpha_scale=S: none, or std "
+                                                    "(α_eff = α / std(Δ), scale-free).")
+
+
+def selector_params(params: list[str] | None, alpha: float | None, alpha_scale: str | None) -> list[str]:
+    """Fold --alpha/--alpha-scale into key=value selector parameters."""
+    out = list(params or [])
+    if alpha is not None:
+        out.append(f"alpha={alpha}")
+    if alpha_scale is not None:
+        out.append(f"alpha_scale={alpha_scale}")
+    return out
+
+
+def semantic_option() -> Any:
+    """--semantic-refine: rewrite low-contrast pairs before augmenting."""
+    return typer.Option(False, "--semantic-refine",
+                        help="MARS v2: first rewrite low-contrast pairs (needs the rewrite or openai backend).")
+
+
+def tries_option() -> Any:
+    """--refine-tries N: candidates per side for --semantic-refine."""
+    return typer.Option(SEMANTIC_TRIES, "--refine-tries", help="Candidates per side for --semantic-refine.")
 
 
 def handle_errors(func: F) -> F:

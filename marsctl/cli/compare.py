@@ -4,53 +4,76 @@ from __future__ import annotations
 
 import typer
 
-from marsctl.cli.common import handle_errors, read_input
+from marsctl.cli.common import (
+    alias,
+    alpha_option,
+    alpha_scale_option,
+    default_of,
+    handle_errors,
+    help_of,
+    merged,
+    merged_params,
+    option_from,
+    param_option,
+    read_input,
+    selector_params,
+)
+
+
+def _list(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 def register(app: typer.Typer) -> None:
     """Add the command."""
+    from marsctl.compare import CompareConfig as C
+
+    shared = default_of(C, "refine")  # the refine settings every run shares, with compare's defaults
 
     @app.command("compare")
     @handle_errors
     def compare_cmd(
         pairs: str = typer.Argument(..., help="Preference pairs (JSONL)."),
-        heldout: str = typer.Option(None, "--heldout", help="A fixed held-out file (else a grouped split)."),
-        test_frac: float = typer.Option(0.3, "--test-frac", help="Test share of a split grouped by prompt."),
-        strategies: str = typer.Option("none,uniform,won,mars,mars-abs", "--strategies",
-                                       help="Comma-separated: none (base pairs only) and selector names."),
-        seeds: int = typer.Option(5, "--seeds", help="Seeds (each: its own split, pool draw and init)."),
-        budget: int = typer.Option(None, "--budget", "-b",
-                                   help="Synthetic pairs per round (default: as many as training pairs)."),
-        rounds: int = typer.Option(1, "--rounds", "-r", help="Augmentation rounds."),
-        head: str = typer.Option("mlp", "--head", help="Reward head plugin."),
-        epochs: int = typer.Option(None, "--epochs", help="Epochs per round (default: the head's)."),
-        backend: str = typer.Option("eda", "--backend", help="Augmenter plugin."),
-        protocols: str = typer.Option("epochs,steps", "--protocols",
-                                      help="epochs (same epochs per round, the paper's) and/or steps "
-                                           "(matched optimiser steps)."),
-        alpha: float = typer.Option(None, "--alpha", help="α for the mars selectors."),
-        alpha_scale: str = typer.Option(None, "--alpha-scale", help="none | std."),
-        cap: int = typer.Option(25, "--cap", help="At most this many rows per pair (the eda pool holds 25)."),
-        crossfit: int = typer.Option(0, "--crossfit", help="Select on K-fold cross-fitted margins (0: off)."),
-        guard: bool = typer.Option(False, "--guard", help="Fall back to uniform when a selection fails the guard."),
-        mix: float = typer.Option(0.0, "--mix-uniform", help="Blend selections with uniform: (1−λ)q + λ/n."),
+        heldout: str = typer.Option(None, "--eval", help="A fixed held-out file (else a grouped split per seed)."),
+        heldout_alias: str = alias("--heldout"),
+        test_frac: float = option_from(C, "test_frac", "--test-frac"),
+        strategies: str = typer.Option(",".join(default_of(C, "strategies")), "--strategies",
+                                       help=help_of(C, "strategies")),
+        seeds: int = option_from(C, "seeds", "--seeds"),
+        budget: int = option_from(shared, "budget", "--budget", "-b"),
+        rounds: int = option_from(shared, "rounds", "--rounds", "-r"),
+        head: str = option_from(shared, "head", "--head"),
+        epochs: int = option_from(shared, "epochs", "--epochs"),
+        backend: str = option_from(shared, "backend", "--backend"),
+        protocols: str = typer.Option(",".join(default_of(C, "protocols")), "--protocols",
+                                      help=help_of(C, "protocols")),
+        alpha: float = alpha_option(),
+        alpha_scale: str = alpha_scale_option(),
+        cap: int = option_from(shared, "cap", "--cap"),
+        crossfit: int = option_from(shared, "crossfit", "--crossfit"),
+        guard: bool = option_from(shared, "guard", "--guard"),
+        mix: float = option_from(shared, "mix_uniform", "--mix-uniform"),
         out: str = typer.Option("runs/compare", "--out", help="Output directory (resumable)."),
-        head_param: list[str] = typer.Option(None, "-p", "--param", help="Head parameter key=value."),
-        augment_param: list[str] = typer.Option(None, "--augment-param", help="Augmenter parameter key=value."),
+        head_param: list[str] = param_option("head", short=True),
+        head_param_alias: list[str] = alias("--param"),
+        selector_param: list[str] = param_option("selector"),
+        augment_param: list[str] = param_option("augmenter"),
     ) -> None:
         """Run several selection strategies on the same split, pool and seeds; paired Δ with CIs, plots."""
-        from marsctl.cli.select import selector_params
-        from marsctl.compare import Compare, CompareConfig
+        import dataclasses
+
+        from marsctl.compare import Compare
         from marsctl.outputs import check_run_dir
         from marsctl.records import read_pairs
 
-        cfg = CompareConfig(strategies=[s.strip() for s in strategies.split(",") if s.strip()], seeds=seeds,
-                            budget=budget, rounds=rounds, head=head, head_params=list(head_param or []),
-                            epochs=epochs, backend=backend, augment_params=list(augment_param or []),
-                            selector_params=selector_params(None, alpha, alpha_scale),
-                            protocols=[p.strip() for p in protocols.split(",") if p.strip()],
-                            test_frac=test_frac, cap=cap, crossfit=crossfit, guard=guard,
-                            mix_uniform=mix)
+        heldout = merged(heldout, heldout_alias, "--eval", "--heldout")
+        refine = dataclasses.replace(shared, budget=budget, rounds=rounds, head=head, epochs=epochs, backend=backend,
+                                     head_params=merged_params(head_param, head_param_alias),
+                                     selector_params=selector_params(selector_param, alpha, alpha_scale),
+                                     augment_params=list(augment_param or []), cap=cap, crossfit=crossfit,
+                                     guard=guard, mix_uniform=mix)
+        cfg = C(strategies=_list(strategies), seeds=seeds, protocols=_list(protocols), test_frac=test_frac,
+                refine=refine)
         check_run_dir(out, [pairs, heldout], marker="compare.json")
         records, name = read_input(pairs)
         held = read_pairs(heldout) if heldout else None

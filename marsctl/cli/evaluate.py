@@ -24,11 +24,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Held-out metrics: accuracy with a bootstrap 95% CI, ROC-AUC, SNR, σ'(Δ), length baseline, subsets."""
         from marsctl import steps
+        from marsctl.jsonio import write_records
         from marsctl.metrics import evaluate
+        from marsctl.modeldir import load_head
         from marsctl.outputs import check_file_output
         from marsctl.params import check_interval
-        from marsctl.plugin import load_head
-        from marsctl.records import file_sha256, write_records
+        from marsctl.records import file_sha256
+        from marsctl.report import print_eval
 
         check_interval(n_boot, "n_boot", "eval", kind=int, low=100)
         check_file_output(scored_out, [pairs, model], flag="--scored")
@@ -40,27 +42,7 @@ def register(app: typer.Typer) -> None:
         metrics["model"] = model
         if scored_out:
             write_records(scored, scored_out)
-        print_metrics(metrics)
+        print_eval(metrics)
         if as_json:
             typer.echo(json.dumps(metrics, indent=2))
 
-
-def print_metrics(m: dict) -> None:
-    """The metrics as tables on stderr."""
-    from marsctl import ui
-
-    lo, hi = m["accuracy_ci95"]
-    lb = m["length_baseline"]
-    rows = [
-        ["eval_accuracy", f"{m['accuracy']:.4f}  [{lo:.4f}, {hi:.4f}] 95% CI"],
-        ["eval_roc_auc", f"{m['roc_auc']:.4f}"],
-        ["eval_margin_snr", "undefined (all margins equal)" if m["margin_snr"] is None else f"{m['margin_snr']:.4f}"],
-        ["eval_curvature_weight", f"{m['curvature_weight']:.4f}  (mean σ'(Δ), max 0.25)"],
-        ["eval_mean_reward", f"{m['mean_reward']:.4f}  (min {m['min_reward']:.3f}, max {m['max_reward']:.3f})"],
-        ["baseline: longer response", f"{lb['longer']:.4f}  (shorter {lb['shorter']:.4f}, ties {lb['ties']:.4f})"],
-    ]
-    ui.table(f"eval on {m['heldout']['path']} ({m['n']} pairs), model {m['model']}", ["metric", "value"], rows)
-    if "subsets" in m:
-        srows = [[k, v["n"], v["accuracy"]] for k, v in m["subsets"].items()]
-        srows += [[f"section {k} (mean)", "", v] for k, v in m["sections"].items()]
-        ui.table("per subset", ["subset", "n", "accuracy"], srows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -49,7 +50,7 @@ def show_cmd(kind: str = typer.Argument(..., help="head, augmenter or selector."
     from marsctl import registry, ui
     from marsctl.params import describe_config
 
-    cls = registry.load(kind, name)
+    cls: Any = registry.load(kind, name)
     ui.info((cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else name)
     ui.table(f"{kind} {name!r} parameters", ["name", "type", "default", "help"],
              [list(r) for r in describe_config(cls.Config)])

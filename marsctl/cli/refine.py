@@ -4,60 +4,70 @@ from __future__ import annotations
 
 import typer
 
-from marsctl.cli.common import handle_errors, read_input
-from marsctl.cli.select import STRATEGY_HELP, selector_params
+from marsctl.cli.common import (
+    alias,
+    alpha_option,
+    alpha_scale_option,
+    handle_errors,
+    merged,
+    merged_params,
+    option_from,
+    param_option,
+    read_input,
+    selector_params,
+    semantic_option,
+    tries_option,
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add the command."""
+    from marsctl.loop import RefineConfig as C
 
     @app.command("refine")
     @handle_errors
     def refine_cmd(
         pairs: str = typer.Argument(..., help="Base (human) preference pairs, JSONL."),
-        rounds: int = typer.Option(3, "--rounds", "-r", help="Augmentation rounds after round 0."),
-        budget: int = typer.Option(None, "--budget", "-b",
-                                   help="Synthetic pairs per round (default: as many as base pairs)."),
-        strategy: str = typer.Option("mars-abs", "--strategy", "-s", help=STRATEGY_HELP),
-        alpha: float = typer.Option(None, "--alpha", help="Softmax sharpness α (0.5)."),
-        alpha_scale: str = typer.Option(None, "--alpha-scale", help="none | std."),
-        head: str = typer.Option("mlp", "--head", help="Reward head plugin."),
-        epochs: int = typer.Option(None, "--epochs", help="Epochs per round (default: the head's)."),
-        backend: str = typer.Option("eda", "--backend", help="Augmenter plugin."),
+        rounds: int = option_from(C, "rounds", "--rounds", "-r"),
+        budget: int = option_from(C, "budget", "--budget", "-b"),
+        strategy: str = option_from(C, "strategy", "--strategy", "-s"),
+        alpha: float = alpha_option(),
+        alpha_scale: str = alpha_scale_option(),
+        head: str = option_from(C, "head", "--head"),
+        epochs: int = option_from(C, "epochs", "--epochs"),
+        backend: str = option_from(C, "backend", "--backend"),
         heldout: str = typer.Option(None, "--eval", help="Held-out pairs evaluated after every round."),
+        heldout_alias: str = alias("--heldout"),
         out: str = typer.Option("runs/refine", "--out", help="Run directory."),
         resume: bool = typer.Option(False, "--resume", help="Continue after the last finished round."),
-        merge: str = typer.Option("replace", "--merge",
-                                  help="replace: each round trains on base ∪ this round's synthetic (v2); "
-                                       "accumulate: keep earlier rounds' synthetic pairs (v1)."),
-        seed: int = typer.Option(0, "--seed", help="Seed for everything in the run."),
-        cap: int = typer.Option(25, "--cap", help="At most this many synthetic rows per pair and round."),
-        mix: float = typer.Option(0.0, "--mix-uniform", help="Blend the selection with uniform: (1−λ)q + λ/n."),
-        match_steps: bool = typer.Option(True, "--match-steps/--same-epochs",
-                                         help="Scale each augmented round's epochs so its optimiser steps match "
-                                              "base-only training (default), or train the same epochs every "
-                                              "round (the paper's protocol; measured to over-train)."),
-        crossfit: int = typer.Option(0, "--crossfit", help="Select on K-fold cross-fitted margins (0: off)."),
-        guard: bool = typer.Option(False, "--guard",
-                                   help="Fall back to uniform when a selection fails the guard (ESS, Δ<0 share)."),
-        semantic: bool = typer.Option(False, "--semantic-refine",
-                                      help="MARS v2: rewrite low-contrast pairs first (rewrite/openai backends)."),
-        tries: int = typer.Option(5, "--refine-tries", help="Candidates per side for --semantic-refine."),
-        head_param: list[str] = typer.Option(None, "-p", "--param", help="Head parameter key=value."),
-        select_param: list[str] = typer.Option(None, "--select-param", help="Selector parameter key=value."),
-        augment_param: list[str] = typer.Option(None, "--augment-param", help="Augmenter parameter key=value."),
+        merge: str = option_from(C, "merge", "--merge"),
+        seed: int = option_from(C, "seed", "--seed"),
+        cap: int = option_from(C, "cap", "--cap"),
+        mix: float = option_from(C, "mix_uniform", "--mix-uniform"),
+        match_steps: bool = option_from(C, "match_steps", "--match-steps/--same-epochs"),
+        crossfit: int = option_from(C, "crossfit", "--crossfit"),
+        guard: bool = option_from(C, "guard", "--guard"),
+        semantic: bool = semantic_option(),
+        tries: int = tries_option(),
+        head_param: list[str] = param_option("head", short=True),
+        head_param_alias: list[str] = alias("--param"),
+        selector_param: list[str] = param_option("selector"),
+        selector_param_alias: list[str] = alias("--select-param"),
+        augment_param: list[str] = param_option("augmenter"),
     ) -> None:
         """Run the MARS loop: train on base pairs, then R × (score → select → augment → retrain)."""
-        from marsctl.loop import RefineConfig, RefineRun
+        from marsctl.loop import RefineRun
         from marsctl.outputs import check_run_dir
         from marsctl.records import read_pairs
 
-        config = RefineConfig(rounds=rounds, budget=budget, strategy=strategy,
-                              selector_params=selector_params(select_param, alpha, alpha_scale),
-                              head=head, head_params=list(head_param or []), epochs=epochs, backend=backend,
-                              augment_params=list(augment_param or []), merge=merge, seed=seed, cap=cap,
-                              mix_uniform=mix, match_steps=match_steps, crossfit=crossfit, guard=guard,
-                              semantic_tries=tries if semantic else 0)
+        heldout = merged(heldout, heldout_alias, "--eval", "--heldout")
+        config = C(rounds=rounds, budget=budget, strategy=strategy,
+                   selector_params=selector_params(merged_params(selector_param, selector_param_alias), alpha,
+                                                   alpha_scale),
+                   head=head, head_params=merged_params(head_param, head_param_alias), epochs=epochs,
+                   backend=backend, augment_params=list(augment_param or []), merge=merge, seed=seed, cap=cap,
+                   mix_uniform=mix, match_steps=match_steps, crossfit=crossfit, guard=guard,
+                   semantic_tries=tries if semantic else 0)
         check_run_dir(out, [pairs, heldout])
         records, name = read_input(pairs)
         held = read_pairs(heldout) if heldout else None

@@ -20,10 +20,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add score_chosen, score_rejected, pred_margin and p_chosen to every pair."""
         from marsctl import steps, ui
+        from marsctl.jsonio import write_records
+        from marsctl.modeldir import load_head
         from marsctl.outputs import check_file_output
         from marsctl.params import check_interval
-        from marsctl.plugin import load_head
-        from marsctl.records import write_records
 
         check_file_output(output, [pairs, model])
         if batch_size is not None:

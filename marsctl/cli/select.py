@@ -4,56 +4,50 @@ from __future__ import annotations
 
 import typer
 
-from marsctl.cli.common import PARAM_HELP, handle_errors, read_input
-
-STRATEGY_HELP = (
-    "Selector: mars-abs (v1: softmax(−α|Δ|), ambiguous pairs), mars (v2, signed: softmax(−αΔ); measured "
-    "caveat: on noisy labels it favours likely label noise), mars-robust (|Δ| with pairs below −floor·std(Δ) "
-    "skipped), uniform (the paper's baseline), won (West-of-N: equal share, keep each pool's highest-margin "
-    "rows), or a plugin."
+from marsctl.cli.common import (
+    alias,
+    alpha_option,
+    alpha_scale_option,
+    handle_errors,
+    merged_params,
+    option_from,
+    param_option,
+    read_input,
+    selector_params,
 )
 
 
 def register(app: typer.Typer) -> None:
     """Add the command."""
+    from marsctl.loop import RefineConfig
 
     @app.command("select")
     @handle_errors
     def select_cmd(
         scored: str = typer.Argument("-", help="Scored pairs (from 'marsctl score') or '-'."),
         budget: int = typer.Option(..., "--budget", "-b", help="Synthetic pairs to allocate in total."),
-        strategy: str = typer.Option("mars-abs", "--strategy", "-s", help=STRATEGY_HELP),
-        alpha: float = typer.Option(None, "--alpha", help="Softmax sharpness α for mars/mars-abs (0.5)."),
-        alpha_scale: str = typer.Option(None, "--alpha-scale",
-                                        help="none | std: α_eff = α / std(Δ) (scale-free)."),
+        strategy: str = option_from(RefineConfig, "strategy", "--strategy", "-s"),
+        alpha: float = alpha_option(),
+        alpha_scale: str = alpha_scale_option(),
         seed: int = typer.Option(0, "--seed", help="Seed for the tie-breaking draw."),
         cap: int = typer.Option(None, "--cap", help="At most this many rows per pair (e.g. the pool size, 25)."),
-        mix: float = typer.Option(0.0, "--mix-uniform", help="Blend q with uniform: (1−λ)q + λ/n."),
+        mix: float = option_from(RefineConfig, "mix_uniform", "--mix-uniform"),
         output: str = typer.Option("-", "-o", "--output", help="Output JSONL, or '-' for stdout."),
-        param: list[str] = typer.Option(None, "-p", "--param", help=PARAM_HELP),
+        param: list[str] = param_option("selector", short=True),
+        param_alias: list[str] = alias("--param"),
     ) -> None:
         """Allocate an integer augmentation budget over scored pairs (adds 'budget'; Σ = B exactly)."""
         from marsctl import steps
+        from marsctl.jsonio import write_records
         from marsctl.outputs import check_file_output
-        from marsctl.records import write_records
 
         check_file_output(output, [scored])
-        params = selector_params(param, alpha, alpha_scale)
+        params = selector_params(merged_params(param, param_alias), alpha, alpha_scale)
         records, name = read_input(scored)
         rows, summary = steps.select(records, strategy=strategy, budget=budget, params=params, seed=seed,
                                      cap=cap, mix=mix, name=name)
         write_records(rows, output)
         print_summary(summary)
-
-
-def selector_params(param: list[str] | None, alpha: float | None, alpha_scale: str | None) -> list[str]:
-    """Fold --alpha/--alpha-scale into key=value parameters."""
-    params = list(param or [])
-    if alpha is not None:
-        params.append(f"alpha={alpha}")
-    if alpha_scale is not None:
-        params.append(f"alpha_scale={alpha_scale}")
-    return params
 
 
 def print_summary(s: dict) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from marsctl.cli.common import PARAM_HELP, handle_errors, read_input
+from marsctl.cli.common import alias, handle_errors, merged_params, param_option, read_input
 
 
 def register(app: typer.Typer) -> None:
@@ -19,7 +19,8 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the head's)."),
         seed: int = typer.Option(0, "--seed", help="Seed for initialisation and shuffling."),
         init: str = typer.Option(None, "--init", help="Continue training from this model directory."),
-        param: list[str] = typer.Option(None, "-p", "--param", help=PARAM_HELP),
+        param: list[str] = param_option("head", short=True),
+        param_alias: list[str] = alias("--param"),
         overwrite: bool = typer.Option(False, "--overwrite",
                                        help="Replace an existing marsctl model directory at -o (only one that "
                                             "holds nothing but marsctl's files)."),
@@ -31,7 +32,8 @@ def register(app: typer.Typer) -> None:
 
         check_model_dir_output(output, [pairs, init], overwrite=overwrite)
         records, name = read_input(pairs)
-        model = steps.train(records, head=head, params=param, epochs=epochs, seed=seed, init=init, name=name)
+        model = steps.train(records, head=head, params=merged_params(param, param_alias), epochs=epochs, seed=seed,
+                            init=init, name=name)
         if model.is_main_process():
             model.save(output, overwrite=overwrite)
             m = model.manifest_

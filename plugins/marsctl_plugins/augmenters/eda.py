@@ -12,14 +12,18 @@ kept byte for byte, except the single space in front of a deleted word.
 
 Synonyms come from WordNet (``marsctl_plugins.augmenters.wordnet``) when its database is installed
 (Debian: ``apt-get install wordnet-base``), topped up from a small built-in table of common words;
-without WordNet the built-in table alone is used (``synonym_source_`` says which).
+without WordNet the built-in table alone is used (``synonym_source_`` says which). The stopwords and
+the built-in table are data, in ``data/eda_words.json`` beside this module.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import random
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, ClassVar
 
 from marsctl import ui
@@ -31,295 +35,40 @@ from marsctl_plugins.augmenters import wordnet
 DEFAULT_WORDNET_DIR = "/usr/share/wordnet"
 MARKERS = frozenset({"Human:", "Assistant:", "User:", "System:"})
 
-_STOPWORD_TEXT = """
-a about above after again against ago ah all almost already also although always am among an and
-another any anybody anyone anything anyway anywhere are aren around as at away back be became
-because become been before being below best better between both but by can cannot could couldn
-did didn do does doesn doing don done down during each either else enough etc even ever every
-everyone everything few for from further get gets getting give go goes going gone got gotten had
-hadn has hasn have haven having he her here hers herself him himself his how however i if in into
-is isn it its itself just keep kind know last least less let lets like likely little lot lots made
-make makes many may maybe me might mine more most mostly much must my myself need needs neither
-never new next no nobody none nor not nothing now nowhere of off oh ok okay old on once one only
-or other others otherwise our ours ourselves out over own per perhaps please put quite rather
-really said same say says see seem seems shall she should shouldn since so some somebody someone
-something sometimes somewhat soon sorry still such sure take than thank thanks that the their
-theirs them themselves then there these they thing things think this those though through thus
-till to too toward towards try two under unless until up upon us use used very want wants was
-wasn way we well were weren what whatever when whenever where whether which while who whoever
-whom whose why will with within without won would wouldn yeah yes yet you your yours yourself
-yourselves
-"""
-STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-# groups of interchangeable words, used when WordNet is absent; a word may sit in several groups.
-# Modifiers (adjectives, adverbs) first: those are also the words the built-in mode may delete.
-BUILTIN_MODIFIER_GROUPS = """
-big large huge
-large huge enormous
-small little tiny
-quick fast rapid speedy
-slow sluggish
-happy glad cheerful
-sad unhappy upset
-angry mad furious
-scared afraid frightened
-smart clever intelligent
-stupid dumb foolish
-easy simple
-difficult tough challenging
-important significant crucial
-major big
-nice pleasant lovely
-beautiful lovely gorgeous
-ugly hideous
-rich wealthy
-poor needy
-strange odd weird unusual
-funny amusing hilarious
-dangerous risky hazardous unsafe
-safe secure
-harmful damaging
-illegal unlawful illicit
-correct accurate
-true accurate
-false untrue
-real genuine actual
-fake phony counterfeit
-honest truthful
-quiet silent
-loud noisy
-clean tidy
-dirty filthy
-busy occupied
-tired exhausted weary
-sick ill unwell
-healthy wholesome
-strong powerful
-weak feeble
-rude impolite disrespectful
-polite courteous
-friendly kind
-cruel nasty vicious
-terrible awful horrible dreadful
-great excellent wonderful terrific
-good fine decent
-common usual typical
-rare uncommon
-possible feasible
-obvious evident apparent
-main primary principal
-special particular
-specific particular
-different distinct
-several various
-huge massive
-tiny minuscule
-often frequently
-usually generally typically
-probably likely
-quickly rapidly swiftly
-slowly gradually
-completely totally entirely fully
-almost nearly
-actually truly
-simply merely
-mainly mostly chiefly
-suddenly abruptly
-carefully cautiously
-finally eventually
-instantly immediately
-seriously gravely
-extremely incredibly
-basically essentially
-definitely certainly
-recently lately
-""".strip()
-BUILTIN_GROUPS = """
-begin start commence
-finish conclude
-stop halt cease
-help assist aid
-helps assists aids
-helped assisted aided
-helping assisting aiding
-answer reply
-ask inquire
-buy purchase
-bought purchased
-sell vend
-build construct
-choose pick select
-chose picked selected
-talk speak chat
-talking speaking chatting
-shout yell scream
-hit strike
-attack assault
-kill murder slay
-killed murdered slain
-hurt harm injure
-hurts harms injures
-destroy ruin wreck
-fix repair mend
-create make
-explain clarify
-understand comprehend grasp
-believe trust
-wish hope
-love adore
-hate despise loathe
-enjoy like
-allow permit let
-forbid prohibit ban
-avoid evade dodge
-protect guard defend
-find discover locate
-hide conceal
-travel journey
-alter modify
-retain keep
-receive get obtain
-gain earn
-attempt try
-utilize use employ
-needed required
-suggest recommend propose
-suggests recommends proposes
-suggested recommended proposed
-consider contemplate
-decide determine
-remember recall
-learn study
-teach instruct educate
-eat consume
-throw toss hurl
-catch grab seize
-pull tug
-push shove
-laugh chuckle giggle
-cry weep sob
-smile grin
-worry fret
-bother annoy irritate
-fool deceive
-cheat swindle
-people folks persons
-person individual
-kid child youngster
-kids children youngsters
-man guy fellow
-men guys fellows
-woman lady
-women ladies
-friend pal buddy
-friends pals buddies
-boss manager supervisor
-job occupation
-house residence
-car automobile vehicle
-cars automobiles vehicles
-road street
-shop store
-shops stores
-idea notion thought
-ideas notions thoughts
-problem issue trouble
-problems issues troubles
-question query
-questions queries
-reason cause motive
-reasons causes motives
-result outcome consequence
-results outcomes consequences
-method manner way
-methods ways
-plan scheme strategy
-plans schemes strategies
-goal aim objective
-goals aims objectives
-chance opportunity
-chances opportunities
-rule regulation
-rules regulations
-law statute
-laws statutes
-mistake error blunder
-mistakes errors blunders
-fight battle brawl
-fights battles brawls
-joke gag jest
-jokes gags jests
-prank trick
-pranks tricks
-gun firearm
-guns firearms
-money cash funds
-doctor physician
-doctors physicians
-police cops
-teacher instructor
-teachers instructors
-student pupil
-students pupils
-information info details
-advice guidance counsel
-anger rage fury
-joy delight happiness
-sadness sorrow grief
-pain ache
-illness sickness disease
-trip journey voyage
-story tale
-stories tales
-picture photo image
-pictures photos images
-movie film
-movies films
-food meal
-town city
-country nation
-area region zone
-part piece portion
-parts pieces portions
-example instance
-examples instances
-amount quantity
-size dimension
-speed pace velocity
-danger risk hazard
-dangers risks hazards
-crime offense
-crimes offenses
-thief robber burglar
-thieves robbers burglars
-victim casualty
-victims casualties
-drug narcotic
-drugs narcotics
-alcohol liquor booze
-""".strip()
-
 _PIECE = re.compile(r"\s+|\S+")
 _WORDLIKE = re.compile(r"([\"'(\[“‘*]*)([A-Za-z]+)([.,!?;:\"')\]”’*]*)")
 _CLOSERS = "\"')]”’*"
 _OWNER = "the eda augmenter"
 _WARNED: set[str] = set()
-_BUILTIN: dict[str, tuple[str, ...]] = {}
-_MODIFIERS: set[str] = set()
+WORDS_FILE = "data/eda_words.json"  # stopwords and the built-in synonym groups, shipped with the package
+
+
+@dataclass(frozen=True)
+class WordTables:
+    """The word data of ``WORDS_FILE``: stopwords, the built-in synonym table and its modifiers."""
+
+    stopwords: frozenset[str]
+    synonyms: dict[str, tuple[str, ...]]  # word -> its group-mates, in a fixed order
+    modifiers: frozenset[str]  # adjectives and adverbs of the built-in groups (may be deleted)
+
+
+@functools.cache
+def word_tables() -> WordTables:
+    """The word tables, read from the package's ``data/eda_words.json`` once per process."""
+    text = resources.files("marsctl_plugins.augmenters").joinpath(WORDS_FILE).read_text(encoding="utf-8")
+    data = json.loads(text)
+    table: dict[str, list[str]] = {}
+    for group in data["modifier_groups"] + data["groups"]:
+        for word in group:
+            mates = table.setdefault(word, [])
+            mates += [w for w in group if w != word and w not in mates]
+    modifiers = frozenset(w for group in data["modifier_groups"] for w in group)
+    return WordTables(frozenset(data["stopwords"]), {w: tuple(m) for w, m in table.items()}, modifiers)
 
 
 def builtin_synonyms() -> dict[str, tuple[str, ...]]:
-    """The built-in synonym table: word -> its group-mates, in a fixed order (parsed once)."""
-    if not _BUILTIN:
-        table: dict[str, list[str]] = {}
-        for line in (BUILTIN_MODIFIER_GROUPS + "\n" + BUILTIN_GROUPS).splitlines():
-            group = line.split()
-            for word in group:
-                mates = table.setdefault(word, [])
-                mates += [w for w in group if w != word and w not in mates]
-        _BUILTIN.update({w: tuple(m) for w, m in table.items()})
-        _MODIFIERS.update(BUILTIN_MODIFIER_GROUPS.split())
-    return _BUILTIN
+    """The built-in synonym table: word -> its group-mates, in a fixed order."""
+    return word_tables().synonyms
 
 
 def recase(word: str, title: bool) -> str:
@@ -412,6 +161,7 @@ class EDAAugmenter(Augmenter):
 
     def __init__(self, config: Any = None, *, seed: int = 0):
         super().__init__(config, seed=seed)
+        self._words = word_tables()
         root = self.config.wordnet_dir
         self.wordnet_dir_ = wordnet.default_dir() if root == DEFAULT_WORDNET_DIR else root
         self._wordnet = wordnet.load(self.wordnet_dir_)
@@ -423,7 +173,7 @@ class EDAAugmenter(Augmenter):
 
     def synonyms(self, word: str) -> tuple[str, ...]:
         """Synonyms of a lowercase word: WordNet's first (when installed), then the built-in table's."""
-        table = builtin_synonyms().get(word, ())
+        table = self._words.synonyms.get(word, ())
         if self._wordnet is None:
             return table
         found = self._wordnet.synonyms(word, self.config.max_senses)
@@ -431,8 +181,7 @@ class EDAAugmenter(Augmenter):
 
     def is_modifier(self, word: str) -> bool:
         """True when a lowercase word is mainly an adjective or adverb (dropping it keeps the sense)."""
-        builtin_synonyms()
-        return word in _MODIFIERS or (self._wordnet is not None and self._wordnet.is_modifier(word))
+        return word in self._words.modifiers or (self._wordnet is not None and self._wordnet.is_modifier(word))
 
     def variants(self, text: str, n: int, rng: random.Random, role: str) -> list[str]:
         """Up to ``n`` distinct edited copies of ``text``, none equal to it (fewer when it is too short)."""
@@ -476,14 +225,14 @@ class EDAAugmenter(Augmenter):
         lead, core, trail = m.groups()
         low = core.lower()
         title = start and core[0].isupper() and core[1:].islower()
-        if len(core) < 3 or low in STOPWORDS or not (core.islower() or title):
+        if len(core) < 3 or low in self._words.stopwords or not (core.islower() or title):
             return None
         after_article = prev.lower() in ("a", "an")
         # deletable: a lowercase adjective/adverb in front of a content word, not after a/an or a marker
         deletable = (not title and not lead and not trail and not after_article and prev not in MARKERS
                      and i >= 2 and i + 2 < len(pieces) and _inline_space(pieces[i - 1])
                      and _inline_space(pieces[i + 1]) and pieces[i + 2].isalpha()
-                     and pieces[i + 2].lower() not in STOPWORDS and self.is_modifier(low))
+                     and pieces[i + 2].lower() not in self._words.stopwords and self.is_modifier(low))
         synonyms = self.synonyms(low)
         if after_article:  # keep "a"/"an" right: the synonym starts with a vowel iff the word does
             synonyms = tuple(s for s in synonyms if (s[0] in "aeiou") == (low[0] in "aeiou"))

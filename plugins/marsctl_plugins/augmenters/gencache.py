@@ -2,7 +2,7 @@
 
 Key: sha256 of (model id, template id, role, input text, seed, sampling parameters, n). Value: the
 raw (unfiltered) generations as a JSON list, so changing a filter band reuses what was generated.
-One SQLite file, ``generations.sqlite``, under :func:`marsctl.embed.cache_dir`.
+One SQLite file, ``generations.sqlite``, under :func:`marsctl.store.cache_dir`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from marsctl.store import SQLiteStore
+from marsctl.store import SQLiteStore, cache_dir
 
 
 def generation_key(model_id: str, template_id: str, role: str, text: str, seed: int,
@@ -35,8 +35,6 @@ class GenerationCache(SQLiteStore):
 
     def __init__(self, path: str | Path | None = None):
         if path is None:
-            from marsctl.embed import cache_dir
-
             path = cache_dir() / "generations.sqlite"
         super().__init__(path, "gen", encode=lambda v: json.dumps(list(v), ensure_ascii=False),
                          decode=json.loads, column="outputs", column_type="TEXT",

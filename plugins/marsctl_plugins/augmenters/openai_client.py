@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from marsctl.errors import MarsError
 from marsctl.params import check_interval
-from marsctl_plugins.augmenters.filters import GenerativeAugmenter, GenerativeConfig
+from marsctl_plugins.augmenters.generative import GenerativeAugmenter, GenerativeConfig
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 

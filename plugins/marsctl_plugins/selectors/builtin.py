@@ -114,7 +114,8 @@ class UniformSelector(Selector):
 
 class WestOfNSelector(UniformSelector):
     """West-of-N (adapted): an equal share per pair, filled with the pool rows the current model
-    finds easiest (highest predicted margin); the opposite of MARS."""
+    finds easiest (highest predicted margin; ``pick = "top-margin"``, the rule is
+    ``marsctl.plugin.keep_picked``); the opposite of MARS."""
 
     name: ClassVar[str] = "won"
     pick: ClassVar[str] = "top-margin"

@@ -1,0 +1,321 @@
+"""JSONL at the byte level: read lines strictly (UTF-8 with offsets, format sniffing, safe values), write atomically.
+
+Row shapes (prompt/chosen/rejected, ids) are :mod:`marsctl.records`'s job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from marsctl.errors import DataError
+
+MAX_DEPTH = 100  # JSON nesting below a row; deeper values are refused so they can always be written back
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # in strictly decoded text, the only way to a surrogate
+
+
+def _field_name(path: tuple[Any, ...]) -> str:
+    """``('meta', 'tags', 2)`` as ``meta.tags[2]``, with lone surrogates shown as ``\\udXXX`` escapes."""
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])
+    return (str(path[0]) + text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _check_text(text: str, path: tuple[Any, ...], where: str, *, key: bool = False) -> None:
+    """Refuse a string holding a lone surrogate (it is not Unicode text and cannot be written as UTF-8)."""
+    bad = _SURROGATE.search(text)
+    if bad:
+        if key:
+            subject = f"a key in field '{_field_name(path)}'" if path else "a field name"
+        else:
+            subject = f"field '{_field_name(path)}'"
+        code = f"\\u{ord(bad.group()):04x}"
+        msg = (f"{where}: {subject} holds a lone surrogate ({code} at character {bad.start()}), "
+               "which is not valid Unicode and cannot be written as UTF-8")
+        raise DataError(msg)
+
+
+def check_values(row: dict[str, Any] | list[Any], where: str) -> None:
+    """Check every key and string below ``row`` is valid Unicode and nesting stays within ``MAX_DEPTH``."""
+    stack: list[tuple[tuple[Any, ...], Any]] = [((), row)]
+    while stack:
+        path, value = stack.pop()
+        if len(path) > MAX_DEPTH:
+            msg = f"{where}: field '{_field_name(path[:3])}' is nested more than {MAX_DEPTH} levels deep"
+            raise DataError(msg)
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str):
+                _check_text(key, path, where, key=True)
+            if isinstance(item, str):
+                _check_text(item, (*path, key), where)
+            elif isinstance(item, dict | list):
+                stack.append(((*path, key), item))
+
+
+_STDIN_HINT = "give a JSONL file, or pipe records in: ... | marsctl COMMAND -"
+_BOM = b"\xef\xbb\xbf"
+_PIECE = 1 << 20  # lines are read in pieces of at most this many bytes, so NULs are caught early
+_MAGIC = (  # what a file that is not JSONL text often starts with
+    (b"\x1f\x8b", "a gzip file", "decompress it first: gunzip -c FILE | marsctl COMMAND -"),
+    (b"PAR1", "a Parquet file", "convert it to JSONL first"),
+    (b"\x28\xb5\x2f\xfd", "a zstd file", "decompress it first: zstd -dc FILE | marsctl COMMAND -"),
+    (b"\xfd7zXZ\x00", "an xz file", "decompress it first: xz -dc FILE | marsctl COMMAND -"),
+    (b"PK\x03\x04", "a zip file", "unzip it first"),
+    (b"\xff\xfe", "UTF-16 text", "save it as UTF-8, e.g. iconv -f utf-16 -t utf-8 FILE > FILE.utf8"),
+    (b"\xfe\xff", "UTF-16 text", "save it as UTF-8, e.g. iconv -f utf-16 -t utf-8 FILE > FILE.utf8"),
+)
+_UTF8_HINT = "marsctl reads UTF-8; convert the file, e.g. iconv -f cp1252 -t utf-8 FILE > FILE.utf8"
+
+
+class _BadNumber(Exception):
+    """Raised inside json.loads by the number hooks; becomes a DataError naming the line."""
+
+
+def _refuse_constant(text: str) -> Any:
+    msg = f"{text} is not valid JSON (NaN and Infinity are not numbers; use null or a finite number)"
+    raise _BadNumber(msg)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        msg = f"the number {text[:40]} is too large for a float"
+        raise _BadNumber(msg)
+    return value
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        msg = f"an integer with {len(text.lstrip('-'))} digits (at most {sys.get_int_max_str_digits()} allowed)"
+        raise _BadNumber(msg) from None
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_parse_float, parse_int=_parse_int)
+
+
+def _parse_json_line(text: str, where: str) -> Any:
+    """Parse one JSON line; NaN, Infinity, a huge int, deep nesting or a lone surrogate is a DataError."""
+    try:
+        value = _DECODER.decode(text)
+        if isinstance(value, dict | list) and (
+                _SURROGATE_ESCAPE.search(text) or text.count("[") + text.count("{") > MAX_DEPTH):
+            check_values(value, where)
+        return value
+    except _BadNumber as e:
+        msg = f"{where}: {e}"
+    except json.JSONDecodeError as e:
+        msg = f"{where}: invalid JSON ({e.msg} at column {e.colno})"
+    except RecursionError:
+        msg = f"{where}: invalid JSON (nested too deeply; rows may nest {MAX_DEPTH} levels)"
+    except ValueError as e:
+        msg = f"{where}: invalid JSON ({e})"
+    raise DataError(msg)
+
+
+def _stdin_bytes() -> BinaryIO:
+    """The binary stdin; a closed stdin (``<&-``) is a DataError."""
+    stdin = sys.stdin
+    if stdin is None or getattr(stdin, "closed", False):
+        msg = "no input: stdin is closed"
+        raise DataError(msg, hint=_STDIN_HINT)
+    buffer = getattr(stdin, "buffer", None)
+    if buffer is not None:
+        return buffer
+    return io.BytesIO(stdin.read().encode("utf-8", "surrogatepass"))  # a text-only stream, e.g. io.StringIO
+
+
+def _open_bytes(path: str | os.PathLike) -> tuple[BinaryIO, str]:
+    """Open a JSONL file (or stdin for ``-``) for reading bytes; return it with its display name."""
+    if str(path) == "-":
+        return _stdin_bytes(), "<stdin>"
+    p = Path(path)
+    try:
+        return p.open("rb"), str(p)
+    except FileNotFoundError:
+        msg = f"{p}: no such file"
+    except IsADirectoryError:
+        msg = f"{p}: is a directory, expected a JSONL file"
+    except (OSError, ValueError) as e:
+        msg = f"{p}: cannot open ({getattr(e, 'strerror', None) or e})"
+    raise DataError(msg)
+
+
+def _read_piece(fh: BinaryIO, name: str) -> bytes:
+    try:
+        return fh.readline(_PIECE)
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or e
+        msg = f"no input: stdin cannot be read ({reason})" if name == "<stdin>" else f"{name}: cannot read ({reason})"
+        raise DataError(msg, hint=_STDIN_HINT if name == "<stdin>" else None) from None
+
+
+def _check_start(piece: bytes, name: str) -> None:
+    """Refuse a file whose first bytes say it is compressed, Parquet or UTF-16 rather than JSONL."""
+    for magic, what, hint in _MAGIC:
+        if piece.startswith(magic):
+            msg = f"{name} line 1: looks like {what}; marsctl reads plain JSONL"
+            raise DataError(msg, hint=hint)
+
+
+def _read_line(fh: BinaryIO, name: str, lineno: int, offset: int) -> bytes:
+    """The next line's bytes (newline included; empty at the end); a NUL byte is a DataError."""
+    parts: list[bytes] = []
+    size = 0
+    while piece := _read_piece(fh, name):
+        if lineno == 1 and not parts:
+            _check_start(piece, name)
+        nul = piece.find(b"\0")
+        if nul >= 0:
+            msg = (f"{name} line {lineno}: NUL byte at byte offset {offset + size + nul} "
+                   "(a binary file? marsctl reads UTF-8 JSONL)")
+            raise DataError(msg)
+        parts.append(piece)
+        size += len(piece)
+        if piece.endswith(b"\n"):
+            break
+    return b"".join(parts)
+
+
+def _decode_line(raw: bytes, name: str, lineno: int, offset: int) -> str:
+    """Strict UTF-8, naming the byte offset of the first bad byte; a BOM on line 1 is dropped."""
+    skip = len(_BOM) if lineno == 1 and raw.startswith(_BOM) else 0
+    if not skip and raw.startswith(_BOM):
+        msg = (f"{name} line {lineno}: a UTF-8 byte-order mark (BOM) starts the line; only line 1 may have one "
+               "(were files joined with cat?)")
+        raise DataError(msg)
+    try:
+        return raw[skip:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        col = skip + e.start
+        msg = (f"{name} line {lineno}: not valid UTF-8 at byte offset {offset + col} "
+               f"(byte 0x{raw[col]:02x}, byte {col + 1} of the line)")
+        raise DataError(msg, hint=_UTF8_HINT) from None
+
+
+def iter_json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any, str]]:
+    """Yield ``(line number, parsed value, file name)`` for each non-blank line of a JSONL file.
+
+    Lines end at ``\\n`` (``\\r\\n`` is fine) and are decoded as strict UTF-8; a BOM on line 1 is dropped.
+    Invalid UTF-8, NUL bytes, a compressed or Parquet file, and JSON that Python would turn into NaN,
+    Infinity, an over-long int or a RecursionError are DataErrors naming the line, as are lone surrogates
+    (``"\\ud800"``) and nesting deeper than ``MAX_DEPTH``: every value yielded can be written back as UTF-8.
+    """
+    fh, name = _open_bytes(path)
+    try:
+        lineno, offset = 1, 0
+        while raw := _read_line(fh, name, lineno, offset):
+            text = _decode_line(raw, name, lineno, offset)
+            if text.strip():
+                yield lineno, _parse_json_line(text, f"{name} line {lineno}"), name
+            lineno, offset = lineno + 1, offset + len(raw)
+    finally:
+        if str(path) != "-":
+            fh.close()
+
+
+def strip_private(rec: dict[str, Any]) -> dict[str, Any]:
+    """Drop bookkeeping keys (leading underscore) before writing."""
+    return {k: v for k, v in rec.items() if not k.startswith("_")}
+
+
+def dumps(rec: dict[str, Any]) -> str:
+    """One record as a JSON line (no trailing newline); NaN and Infinity are refused, never written."""
+    try:
+        return json.dumps(strip_private(rec), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        where = f"line {rec['_line']}" if "_line" in rec else f"record {rec.get('id', '?')!r}"
+        bad = [k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)]
+        field = f" field {bad[0]!r}" if bad else ""
+        msg = f"{where}:{field} holds NaN or Infinity, which JSON cannot carry; nothing was written"
+        raise DataError(msg) from None
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[io.TextIOBase]:
+    """Write text to a temporary file beside ``path`` and ``os.replace`` it in on success.
+
+    Nothing is left at ``path`` when the block raises; temporaries are named
+    ``.NAME.marsctl-PID-XXXX.tmp``, and stale ones of dead processes are removed first. A device or
+    pipe (``/dev/null``, ``/dev/stdout``) is written in place. An OSError (a full disk) becomes an
+    ``OutputError`` naming the file.
+    """
+    from marsctl.outputs import is_special, new_temp_file, remove_stale, write_failed
+
+    target = Path(path)
+    if is_special(target):
+        try:
+            with target.open("w", encoding="utf-8") as fh:
+                yield fh
+        except OSError as e:
+            raise write_failed(target, e) from None
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(target)
+        fd, tmp = new_temp_file(target)
+    except OSError as e:
+        raise write_failed(target, e) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yield fh
+        os.replace(tmp, target)
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise write_failed(target, e) from None
+        raise
+
+
+def write_records(records: Iterable[dict[str, Any]], path: str | os.PathLike) -> int:
+    """Write records as JSONL to ``path`` (atomically) or to stdout for ``-``; return the count.
+
+    Every line is encoded before anything is written, so a bad record leaves no partial output.
+    """
+    lines = [dumps(r) + "\n" for r in records]
+    if str(path) == "-":
+        write_stdout("".join(lines))
+    else:
+        with atomic_writer(path) as fh:
+            fh.writelines(lines)
+    return len(lines)
+
+
+def write_stdout(text: str) -> None:
+    """Write to stdout; a failed write (a full disk, a closed pipe) becomes a clear error."""
+    from marsctl.outputs import write_failed
+
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        _detach_stdout()
+        raise write_failed("stdout", e) from None
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's exit flush cannot fail a second time."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def write_json(obj: Any, path: str | os.PathLike) -> None:
+    """Write one JSON document atomically (NaN and Infinity are refused, never written)."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False, allow_nan=False)
+    with atomic_writer(path) as fh:
+        fh.write(text + "\n")

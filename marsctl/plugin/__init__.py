@@ -1,0 +1,16 @@
+"""Plugin bases: reward heads, augmenters and selectors.
+
+Each base has one or two abstract methods; the base class does the rest (batching, pools,
+provenance, saving the config). Third-party packages subclass these and register them under the
+entry-point groups ``marsctl.heads``, ``marsctl.augmenters`` and ``marsctl.selectors``.
+
+One module per base: ``head`` (``Head``, and the seeding helpers every plugin uses), ``selector``
+(``Selector`` and how a selection's ``pick`` fills a budget), ``augmenter`` (``Augmenter`` and its pool).
+"""
+
+from marsctl.plugin.augmenter import Augmenter, PoolConfig
+from marsctl.plugin.head import Head, derive_seed, sigmoid
+from marsctl.plugin.selector import PICKS, Selector, keep_picked, pick_needs_model, pool_request
+
+__all__ = ["PICKS", "Augmenter", "Head", "PoolConfig", "Selector", "derive_seed", "keep_picked",
+           "pick_needs_model", "pool_request", "sigmoid"]

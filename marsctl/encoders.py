@@ -134,7 +134,8 @@ def _build(path: Path, what: str, write: Callable[[Path], None]) -> Path:
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        meta = {"bytes": tmp.stat().st_size, "sha256": _sha256(tmp), "format": what}
+        meta = {"bytes": tmp.stat().st_size, "sha256": _sha256(tmp), "what": what}
+        tmp.chmod(0o644)  # as the other cache files (mkstemp makes it 0600)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

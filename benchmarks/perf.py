@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "fixtures"
 MARSCTL = [sys.executable, "-m", "marsctl"]
+BUILT = ""  # --built: reuse these artefacts instead of building them
 RSS = "import resource,subprocess,sys; subprocess.run(sys.argv[1:], check=True); " \
       "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
 
@@ -70,6 +71,8 @@ def prebuild(backends: list[str], cache: Path) -> Path:
     """Build the onnx/static artefacts once into ``cache`` (their one-off cost is in encoders.md)."""
     from marsctl.embed import Encoder
 
+    if BUILT:
+        shutil.copytree(Path(BUILT) / "encoders", cache / "encoders")
     os.environ["MARSCTL_CACHE_DIR"] = str(cache)
     for b in backends:
         if b != "torch":
@@ -93,6 +96,7 @@ def p1(reps: int, backends: list[str], tmp: Path) -> dict[str, Any]:
                                 tmp / f"cache-{b}-{rep}"))
             if b == "torch":
                 bare.append(bare_encode(*demo_texts(out)))
+                print(json.dumps({"rep": rep, "bare_encode": round(bare[-1], 2)}), flush=True)
             print(json.dumps({"rep": rep, "refine": b, "seconds": round(walls[b][-1], 2)}), flush=True)
     prompts, responses = demo_texts(tmp / "demo-torch-0")
     return {"unique_texts": len(prompts) + len(responses), "bare_encode_s": [round(x, 2) for x in bare],
@@ -104,10 +108,11 @@ def p1(reps: int, backends: list[str], tmp: Path) -> dict[str, Any]:
 
 def pairs_file(n: int, dest: Path) -> Path:
     """``n`` pairs cycled from the fixtures (so every text is embedded once, in the warm-up)."""
-    base = (FIX / "hh_train.jsonl").read_text().splitlines()
+    base = [json.loads(x) for x in (FIX / "hh_train.jsonl").read_text().splitlines()]
     with dest.open("w") as f:
         for i in range(n):
-            f.write(base[i % len(base)] + "\n")
+            r = base[i % len(base)]
+            f.write(json.dumps({**r, "id": f"{r.get('id', 'pair')}-{i}"}) + "\n")  # ids must be unique
     return dest
 
 
@@ -167,7 +172,10 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--backends", default="torch,onnx,static")
     ap.add_argument("--score-pairs", type=int, default=20_000)
+    ap.add_argument("--built", default="", help="a cache dir whose encoders/ (onnx, static) to reuse")
     args = ap.parse_args()
+    global BUILT
+    BUILT = args.built
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "HF_HUB_OFFLINE=1 python benchmarks/perf.py " + " ".join(sys.argv[1:])

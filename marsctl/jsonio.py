@@ -12,7 +12,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -290,6 +290,20 @@ def write_records(records: Iterable[dict[str, Any]], path: str | os.PathLike) ->
         with atomic_writer(path) as fh:
             fh.writelines(lines)
     return len(lines)
+
+
+@contextlib.contextmanager
+def record_writer(path: str | os.PathLike) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """Stream records to ``path`` (atomically: nothing is left there when the block raises) or to stdout for ``-``.
+
+    Yields ``write(record)``. On stdout each record is written as it comes, so a caller that must not
+    leave partial output on bad input checks its input before the first write.
+    """
+    if str(path) == "-":
+        yield lambda rec: write_stdout(dumps(rec) + "\n")
+        return
+    with atomic_writer(path) as fh:
+        yield lambda rec: fh.write(dumps(rec) + "\n")
 
 
 def write_stdout(text: str) -> None:

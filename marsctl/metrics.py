@@ -97,12 +97,37 @@ def curvature_trace(margins: Sequence[float], delta_h: Any) -> float:
     return float((p * (1 - p) * sq).mean()) if len(m) else float("nan")
 
 
+def response_lengths(row: dict[str, Any]) -> tuple[int, int]:
+    """Characters in a row's chosen and rejected responses; a slim row (texts dropped) carries them.
+
+    A row from which the texts were dropped to save memory (:func:`slim_row`) keeps the lengths as
+    ``_len_chosen`` and ``_len_rejected``.
+
+    >>> response_lengths({"chosen": "abc", "rejected": "a"})
+    (3, 1)
+    >>> response_lengths(slim_row({"prompt": "p", "chosen": "ab", "rejected": ""}))
+    (2, 0)
+    """
+    if "_len_chosen" in row:
+        return row["_len_chosen"], row["_len_rejected"]
+    return len(row["chosen"]), len(row["rejected"])
+
+
+def slim_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row without its prompt and response texts, keeping the response lengths the metrics need."""
+    lc, lr = response_lengths(row)
+    out = {k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")}
+    out["_len_chosen"], out["_len_rejected"] = lc, lr
+    return out
+
+
 def length_baseline(records: Sequence[dict[str, Any]]) -> dict[str, float]:
     """Accuracy of 'pick the longer response' and 'pick the shorter' on the same rows (ties: neither)."""
     import numpy as np
 
-    lc = np.array([len(r["chosen"]) for r in records])
-    lr = np.array([len(r["rejected"]) for r in records])
+    lengths = [response_lengths(r) for r in records]
+    lc = np.array([c for c, _ in lengths])
+    lr = np.array([r for _, r in lengths])
     return {"longer": float((lc > lr).mean()), "shorter": float((lc < lr).mean()),
             "ties": float((lc == lr).mean())}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from marsctl.errors import DataError
@@ -129,9 +129,12 @@ def normalize_row(row: Any, where: str, *, checked: bool = False) -> dict[str, A
     return out
 
 
-def read_pairs(path: str | os.PathLike, *, allow_empty: bool = False) -> list[dict[str, Any]]:
-    """Read and validate preference pairs from a JSONL file or ``-``; ids must be unique."""
-    records: list[dict[str, Any]] = []
+def iter_pairs(path: str | os.PathLike, *, allow_empty: bool = False) -> Iterator[dict[str, Any]]:
+    """Read and validate preference pairs from a file or ``-`` one at a time; ids must be unique.
+
+    Every record carries ``_line`` (its line or row number) for messages. Memory is bounded by the
+    set of ids seen (the duplicate check), not by the records.
+    """
     seen: dict[str, int] = {}
     name = "<stdin>" if str(path) == "-" else str(path)
     for lineno, value, name in iter_json_lines(path):
@@ -142,11 +145,15 @@ def read_pairs(path: str | os.PathLike, *, allow_empty: bool = False) -> list[di
             raise DataError(msg, hint="ids must be unique; drop the 'id' field to get content hashes")
         seen[rec["id"]] = lineno
         rec["_line"] = lineno
-        records.append(rec)
-    if not records and not allow_empty:
+        yield rec
+    if not seen and not allow_empty:
         msg = f"{name}: no records (the file is empty)"
         raise DataError(msg)
-    return records
+
+
+def read_pairs(path: str | os.PathLike, *, allow_empty: bool = False) -> list[dict[str, Any]]:
+    """Read and validate preference pairs from a file or ``-`` into a list (:func:`iter_pairs`)."""
+    return list(iter_pairs(path, allow_empty=allow_empty))
 
 
 def require_fields(records: list[dict[str, Any]], fields: Iterable[str], name: str, why: str) -> None:

@@ -7,12 +7,12 @@ chat completion, a rewording that depends on the request's seed (so samples diff
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import pytest
+from conftest import serve_http
 
 from marsctl import registry
 from marsctl.testing import SAMPLE_PAIRS, check_augmenter
@@ -49,13 +49,8 @@ class Rewording(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Rewording)
-    httpd.daemon_threads = True
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_http(Rewording) as url:
+        yield f"{url}/v1"
 
 
 @pytest.fixture(autouse=True)

@@ -4,11 +4,15 @@
   cache) wall time ÷ a bare sentence-transformers encode of the unique texts it embeds; and the same
   refine with each faster encoder backend ÷ the torch one, alternating, median of ``--reps``.
 - P3: ``marsctl --help`` wall time (median of 5).
-- P4: ``marsctl score`` pairs/s with every embedding cached (``--score-pairs`` pairs).
-- P5: peak RSS of that ``score`` at 2k and at 200k pairs (warm embeddings).
-- P6: texts/s of each backend ÷ bare sentence-transformers, with cosines: ``benchmarks/encoders.py``.
+- P4: ``marsctl score`` pairs/s with every embedding cached, at 2k and 200k pairs whose texts are all
+  distinct (each stored in the cache under its own key): the whole command, and the marginal rate.
+- P5: peak RSS of those two ``score`` runs.
+- P6: texts/s of each backend ÷ bare sentence-transformers, with cosines (``benchmarks/encoders.py``'s
+  speed part, run here).
 
-    HF_HUB_OFFLINE=1 python benchmarks/perf.py [--reps 2] [--out benchmarks/results]
+The 1-minute load average before and after each part is written with the figures.
+
+    HF_HUB_OFFLINE=1 python benchmarks/perf.py [--reps 2] [--built CACHE_DIR] [--out benchmarks/results]
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ def p1(reps: int, backends: list[str], tmp: Path) -> dict[str, Any]:
     """Refine wall (cold cache) per backend, and bare encode, alternating; medians and ratios."""
     walls: dict[str, list[float]] = {b: [] for b in backends}
     bare: list[float] = []
-    built = prebuild(backends, tmp / "artefacts")
+    built = tmp / "artefacts" / "encoders"  # main() built them
     for rep in range(reps):
         for b in backends[rep % len(backends):] + backends[: rep % len(backends)]:
             out = tmp / f"demo-{b}-{rep}"
@@ -106,34 +110,85 @@ def p1(reps: int, backends: list[str], tmp: Path) -> dict[str, Any]:
                          for b, v in walls.items()}}
 
 
-def pairs_file(n: int, dest: Path) -> Path:
-    """``n`` pairs cycled from the fixtures (so every text is embedded once, in the warm-up)."""
+def pairs_file(n: int, dest: Path, unique: bool = False) -> Path:
+    """``n`` pairs cycled from the fixtures; with ``unique``, every text made distinct by a suffix `` #i``."""
     base = [json.loads(x) for x in (FIX / "hh_train.jsonl").read_text().splitlines()]
     with dest.open("w") as f:
         for i in range(n):
             r = base[i % len(base)]
-            f.write(json.dumps({**r, "id": f"{r.get('id', 'pair')}-{i}"}) + "\n")  # ids must be unique
+            r = {**r, "id": f"{r.get('id', 'pair')}-{i}"}  # ids must be unique
+            if unique:
+                r.update({k: f"{r[k]} #{i}" for k in ("prompt", "chosen", "rejected")})
+            f.write(json.dumps(r) + "\n")
     return dest
 
 
-def p4_p5(n_score: int, tmp: Path) -> dict[str, Any]:
-    """Warm-cache scoring: pairs/s at ``n_score`` pairs, and peak RSS at 2k and 200k pairs."""
+def warm_unique(n: int, model: Path, cache: Path, dest: Path) -> Path:
+    """A file of ``n`` pairs with distinct texts, all in the cache: each stored under its own key with the
+    vector of the fixture text it was made from (what is measured is scoring, not the vectors' values)."""
+    os.environ["MARSCTL_CACHE_DIR"] = str(cache)
+    try:
+        from marsctl.modeldir import load_head
+
+        enc = load_head(model).encoder
+        base = [json.loads(x) for x in (FIX / "hh_train.jsonl").read_text().splitlines()]
+        vec = {side: dict(zip(texts, enc.encode(texts, side=side), strict=True))
+               for side, texts in (("prompt", [r["prompt"] for r in base]),
+                                   ("response", [r[k] for r in base for k in ("chosen", "rejected")]))}
+        items = []
+        for i in range(n):
+            r = base[i % len(base)]
+            items.append((enc.key(f"{r['prompt']} #{i}", "prompt"), vec["prompt"][r["prompt"]]))
+            items += [(enc.key(f"{r[k]} #{i}", "response"), vec["response"][r[k]]) for k in ("chosen", "rejected")]
+            if len(items) >= 30_000:
+                enc.cache.put_many(items)
+                items = []
+        enc.cache.put_many(items)
+    finally:
+        del os.environ["MARSCTL_CACHE_DIR"]
+    return pairs_file(n, dest, unique=True)
+
+
+def timed_rss(args: list[str], cache: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS MiB) of one marsctl command, output to /dev/null."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MARSCTL_CACHE_DIR": str(cache), "MARSCTL_NO_PROGRESS": "1"}
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", RSS, *MARSCTL, *args], env=env, check=True, capture_output=True,
+                          text=True)
+    return time.perf_counter() - t0, round(int(proc.stdout.split()[-1]) / 1024, 1)  # ru_maxrss: KiB on Linux
+
+
+def p4_p5(sizes: tuple[int, int], reps: int, tmp: Path) -> dict[str, Any]:
+    """Warm-cache ``marsctl score`` of ``sizes`` pairs with distinct texts: wall, pairs/s and peak RSS."""
     cache = tmp / "cache-warm"
     model = tmp / "model"
     run(["train", str(FIX / "hh_train.jsonl"), "-o", str(model)], cache)
-    run(["score", str(pairs_file(len((FIX / "hh_train.jsonl").read_text().splitlines()), tmp / "warm.jsonl")),
-         "-m", str(model)], cache)
-    f = pairs_file(n_score, tmp / "score.jsonl")
-    wall = statistics.median(run(["score", str(f), "-m", str(model)], cache) for _ in range(2))
-    rss = {}
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MARSCTL_CACHE_DIR": str(cache), "MARSCTL_NO_PROGRESS": "1"}
-    for n in (2_000, 200_000):
-        g = pairs_file(n, tmp / f"rss-{n}.jsonl")
-        proc = subprocess.run([sys.executable, "-c", RSS, *MARSCTL, "score", str(g), "-m", str(model), "-o",
-                               os.devnull], env=env, check=True, capture_output=True, text=True)
-        rss[n] = round(int(proc.stdout.split()[-1]) / 1024, 1)  # ru_maxrss is in KiB on Linux
-    return {"P4_pairs_per_s": round(n_score / wall, 1), "score_wall_s": round(wall, 2), "n_score": n_score,
-            "P5_peak_rss_mib": rss, "P5_delta_mib": round(rss[200_000] - rss[2_000], 1)}
+    files = {n: warm_unique(n, model, cache, tmp / f"score-{n}.jsonl") for n in sizes}
+    walls: dict[int, list[float]] = {n: [] for n in sizes}
+    rss: dict[int, float] = {}
+    for _ in range(reps):  # alternating sizes
+        for n in sizes:
+            w, r = timed_rss(["score", str(files[n]), "-m", str(model), "-o", os.devnull], cache)
+            walls[n].append(w)
+            rss[n] = max(rss.get(n, 0.0), r)
+            print(json.dumps({"score_pairs": n, "seconds": round(w, 2), "rss_mib": r}), flush=True)
+    small, big = sizes
+    med = {n: statistics.median(v) for n, v in walls.items()}
+    return {"sizes": list(sizes), "walls_s": {n: [round(x, 2) for x in v] for n, v in walls.items()},
+            "P4_pairs_per_s": round(big / med[big], 1),
+            "P4_marginal_pairs_per_s": round((big - small) / (med[big] - med[small]), 1),
+            "P5_peak_rss_mib": rss, "P5_delta_mib": round(rss[big] - rss[small], 1)}
+
+
+def p6(reps: int) -> list[dict[str, Any]]:
+    """Each backend's texts/s and cosines against bare sentence-transformers (benchmarks/encoders.py's speed part)."""
+    import encoders  # benchmarks/encoders.py, beside this script
+
+    from marsctl.encoders import BACKENDS
+
+    backends = list(BACKENDS)
+    encoders.build_seconds([b for b in backends if b != "torch"])
+    return encoders.speed(encoders.sample_texts(encoders.SHARED), backends, reps)
 
 
 def p3() -> float:
@@ -146,46 +201,107 @@ def p3() -> float:
     return round(statistics.median(walls), 3)
 
 
-def render(res: dict[str, Any], command: str) -> str:
-    d = res["P1"]
+def render(res: dict[str, Any], command: str, notes: Path | None = None) -> str:
+    """perf.md: every P figure as a ratio (and its seconds), with the load average seen around each part.
+
+    ``notes`` (perf_notes.md beside it, written by hand) is appended when it exists.
+    """
+    load = res["load"]
     lines = ["# Performance (issue #10)", "", f"    {command}", "",
-             "| figure | value |", "|---|---|",
-             f"| P1: README demo refine (torch, cold cache) ÷ bare sentence-transformers encode of its "
+             f"One run on the shared 2-core machine; 1-minute load average before/after each part: "
+             f"{', '.join(f'{k} {v[0]:.1f}/{v[1]:.1f}' for k, v in load.items())}. Ratios are measured side "
+             "by side in the same run, so they hold better than the seconds under load.", "",
+             "| figure | value |", "|---|---|"]
+    lines += _render_p1(res["P1"]) if "P1" in res else ["| P1 | not measured in this run (see `--parts`) |"]
+    if "P3" in res:
+        lines.append(f"| P3: `marsctl --help` wall (median of 5) | {res['P3']} s |")
+    if "P4_P5" in res:
+        lines += _render_p4_p5(res["P4_P5"])
+    for r in res.get("P6", []):
+        cos = ("—" if r["min_cos"] is None else f"min cos {r['min_cos']:.6f}, mean {r['mean_cos']:.6f} to torch")
+        lines.append(f"| P6: `{r['encoder']}` texts/s ÷ bare sentence-transformers ({r['texts_per_s']} texts/s) | "
+                     f"{r['ratio_to_bare_st']:.2f}× (each repetition {r['ratios']}; {cos}) |")
+    if notes is not None and notes.exists():
+        lines += ["", notes.read_text().rstrip()]
+    return "\n".join(lines) + "\n"
+
+
+def _render_p1(d: dict[str, Any]) -> list[str]:
+    lines = [f"| P1: README demo refine (torch, cold cache) ÷ bare sentence-transformers encode of its "
              f"{d['unique_texts']} unique texts | {d['P1']} (refine {d['refine_s']['torch']} s; bare "
              f"{d['bare_encode_s']} s) |"]
     for b, r in d["vs_torch"].items():
         if b != "torch":
             lines.append(f"| refine with `-p encoder_backend={b}` ÷ refine with torch (same run) | {r} "
                          f"({d['refine_s'][b]} s) |")
-    q = res["P4_P5"]
-    lines += [f"| P3: `marsctl --help` wall (median of 5) | {res['P3']} s |",
-              f"| P4: score pairs/s, warm embeddings ({q['n_score']} pairs) | {q['P4_pairs_per_s']} |",
-              f"| P5: peak RSS of score, 2k / 200k pairs (warm) | {q['P5_peak_rss_mib'][2000]} / "
-              f"{q['P5_peak_rss_mib'][200000]} MiB (+{q['P5_delta_mib']} MiB) |",
-              "| P6: each backend's texts/s ÷ bare sentence-transformers | see encoders.md |", ""]
-    return "\n".join(lines)
+    return lines
+
+
+def _render_p4_p5(q: dict[str, Any]) -> list[str]:
+    small, big = q["sizes"]
+    return [f"| P4: `marsctl score` pairs/s, warm embeddings, {big:,} pairs with distinct texts, whole command "
+              f"(start-up included) | {q['P4_pairs_per_s']:,.0f} (walls {q['walls_s'][big]} s) |",
+              f"| P4: the same, marginal: ({big:,} − {small:,}) pairs ÷ the difference of the median walls | "
+              f"{q['P4_marginal_pairs_per_s']:,.0f} |",
+              f"| P5: peak RSS of that score, {small:,} / {big:,} pairs | {q['P5_peak_rss_mib'][small]} / "
+              f"{q['P5_peak_rss_mib'][big]} MiB (+{q['P5_delta_mib']} MiB) |"]
+
+
+def rerender(out: Path) -> None:
+    """perf.md from perf.json (its command included) and perf_notes.md."""
+    res = json.loads((out / "perf.json").read_text())
+    q = res.get("P4_P5")
+    if q:
+        for key in ("walls_s", "P5_peak_rss_mib"):
+            q[key] = {int(k): v for k, v in q[key].items()}  # JSON made the sizes strings
+    command = res.get("command") or next(x.strip() for x in (out / "perf.md").read_text().splitlines()
+                                         if x.startswith("    "))  # a run before the command was in perf.json
+    (out / "perf.md").write_text(render(res, command, out / "perf_notes.md"))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
-    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=2, help="repetitions of P1 and P4")
+    ap.add_argument("--p6-reps", type=int, default=3)
     ap.add_argument("--backends", default="torch,onnx,static")
-    ap.add_argument("--score-pairs", type=int, default=20_000)
+    ap.add_argument("--score-pairs", default="2000,200000", help="the two sizes of P4/P5")
     ap.add_argument("--built", default="", help="a cache dir whose encoders/ (onnx, static) to reuse")
+    ap.add_argument("--parts", default="P3,P4_P5,P6,P1", help="the parts to run (P1, the slowest, runs last)")
+    ap.add_argument("--render", action="store_true", help="only write perf.md again from perf.json (and the notes)")
     args = ap.parse_args()
+    if args.render:
+        rerender(Path(args.out))
+        return
     global BUILT
     BUILT = args.built
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "HF_HUB_OFFLINE=1 python benchmarks/perf.py " + " ".join(sys.argv[1:])
+    sizes = tuple(int(x) for x in args.score_pairs.split(","))
+    res: dict[str, Any] = {"command": command, "load": {}}
+
+    def part(key: str, fn: Any, *a: Any) -> None:
+        if key not in args.parts.split(","):
+            return
+        before = os.getloadavg()[0]
+        res[key] = fn(*a)
+        res["load"][key] = (before, os.getloadavg()[0])
+        print(json.dumps({key: res[key], "load": res["load"][key]}), flush=True)
+        res["max_rss_self_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        (out / "perf.json").write_text(json.dumps(res, indent=1) + "\n")  # after each part: a cut run keeps it
+        (out / "perf.md").write_text(render(res, command, out / "perf_notes.md"))
+
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        res = {"P3": p3(), "P1": p1(args.reps, args.backends.split(","), tmp), "P4_P5": p4_p5(args.score_pairs, tmp)}
-    res["max_rss_self_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    (out / "perf.json").write_text(json.dumps(res, indent=1) + "\n")
-    (out / "perf.md").write_text(render(res, command))
-    print(render(res, command))
+        artefacts = prebuild(args.backends.split(","), tmp / "artefacts")
+        part("P3", p3)
+        part("P4_P5", p4_p5, sizes, args.reps, tmp)
+        os.environ["MARSCTL_CACHE_DIR"] = str(artefacts.parent)  # the built onnx/static artefacts
+        part("P6", p6, args.p6_reps)
+        del os.environ["MARSCTL_CACHE_DIR"]
+        part("P1", p1, args.reps, args.backends.split(","), tmp)
+    print(render(res, command, out / "perf_notes.md"))
 
 
 if __name__ == "__main__":

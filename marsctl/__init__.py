@@ -1,4 +1,69 @@
-"""marsctl: margin-aware reward modeling with self-refinement (MARS)."""
+"""marsctl: margin-aware reward modeling with self-refinement (MARS).
+
+The public Python API (docs/python.md) is the names in ``__all__``; each is imported on first use,
+so ``import marsctl`` (and ``marsctl --help``) loads neither torch nor numpy.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 FORMAT_VERSION = 1
+
+# Public name -> (module, attribute). These names are kept stable; everything else is internal.
+_PUBLIC = {
+    "read_pairs": ("marsctl.records", "read_pairs"),
+    "iter_pairs": ("marsctl.records", "iter_pairs"),
+    "write_records": ("marsctl.jsonio", "write_records"),
+    "load_model": ("marsctl.modeldir", "load_head"),
+    "train": ("marsctl.steps", "train"),
+    "score": ("marsctl.steps", "score"),
+    "select": ("marsctl.steps", "select"),
+    "make_augmenter": ("marsctl.steps", "make_augmenter"),
+    "augment": ("marsctl.steps", "augment"),
+    "refine": ("marsctl.loop", "refine"),
+    "RefineConfig": ("marsctl.loop", "RefineConfig"),
+    "evaluate": ("marsctl.metrics", "evaluate"),
+    "export_onnx": ("marsctl.export", "export_onnx"),
+    "Head": ("marsctl.plugin", "Head"),
+    "Selector": ("marsctl.plugin", "Selector"),
+    "Augmenter": ("marsctl.plugin", "Augmenter"),
+    "MarsError": ("marsctl.errors", "MarsError"),
+    "DataError": ("marsctl.errors", "DataError"),
+    "ConfigError": ("marsctl.errors", "ConfigError"),
+    "PluginError": ("marsctl.errors", "PluginError"),
+}
+
+__all__ = [  # the names of _PUBLIC, and the two constants (tests/test_python_api.py checks they agree)
+    "FORMAT_VERSION", "Augmenter", "ConfigError", "DataError", "Head", "MarsError", "PluginError", "RefineConfig",
+    "Selector", "__version__", "augment", "evaluate", "export_onnx", "iter_pairs", "load_model", "make_augmenter",
+    "read_pairs", "refine", "score", "select", "train", "write_records",
+]
+
+if TYPE_CHECKING:
+    from marsctl.errors import ConfigError, DataError, MarsError, PluginError
+    from marsctl.export import export_onnx
+    from marsctl.jsonio import write_records
+    from marsctl.loop import RefineConfig, refine
+    from marsctl.metrics import evaluate
+    from marsctl.modeldir import load_head as load_model
+    from marsctl.plugin import Augmenter, Head, Selector
+    from marsctl.records import iter_pairs, read_pairs
+    from marsctl.steps import augment, make_augmenter, score, select, train
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use (PEP 562)."""
+    if name not in _PUBLIC:
+        msg = f"module 'marsctl' has no attribute {name!r}"
+        raise AttributeError(msg)
+    module, attr = _PUBLIC[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

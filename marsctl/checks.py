@@ -56,7 +56,8 @@ def check_margins(scored: list[dict[str, Any]], name: str = "<input>") -> list[f
     if not scored:
         msg = f"{name}: no pairs to select from"
         raise DataError(msg)
-    require_fields(scored, ("chosen", "rejected"), name, "need prompt, chosen, rejected")
+    texts = [r for r in scored if "_len_chosen" not in r]  # a slim row (metrics.slim_row) had its texts read
+    require_fields(texts, ("chosen", "rejected"), name, "need prompt, chosen, rejected")
     require_fields(scored, SCORE_NEEDED, name, SCORE_HINT)
     margins = []
     for i, rec in enumerate(scored):
@@ -94,7 +95,11 @@ def report_identical(records: list[dict[str, Any]], name: str | None, owner: str
 
     ``fate`` says what happens to them (``left out of training``, ``kept in the output``).
     """
-    info = count_identical(records)
+    return warn_identical(count_identical(records), name, owner, fate)
+
+
+def warn_identical(info: dict[str, Any], name: str | None, owner: str, fate: str) -> dict[str, Any]:
+    """Warn on stderr about pairs counted by ``records.count_identical`` (or a streaming pass); returns ``info``."""
     n = info["n"]
     if n:
         where = f"{name} line {info['first_line']}" if name else f"line {info['first_line']}"
@@ -103,9 +108,21 @@ def report_identical(records: list[dict[str, Any]], name: str | None, owner: str
     return info
 
 
-def check_weights(selector: Any, margins: list[float]) -> list[float]:
-    """The selector's q, checked: one finite, non-negative weight per pair with a positive sum."""
-    q = list(selector.weights(margins))
+def check_needs(selector: Any, scored: list[dict[str, Any]], name: str = "<input>") -> None:
+    """Refuse rows that lack a finite number in a field the selector reads (``Selector.needs``)."""
+    for i, rec in enumerate(scored):
+        for key in selector.needs:
+            v = rec.get(key)
+            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v):
+                got = "no such field" if key not in rec else f"got {_shown(v)}"
+                msg = (f"{name} line {rec.get('_line', i + 1)}: the {selector.name} selector needs a number in "
+                       f"field {key!r} ({got})")
+                raise DataError(msg, hint=selector.needs_hint or None)
+
+
+def check_weights(selector: Any, margins: list[float], rows: list[dict[str, Any]] | None = None) -> list[float]:
+    """The selector's q (from ``rows`` when given), checked: one finite, non-negative weight per pair, positive sum."""
+    q = list(selector.weights(margins) if rows is None else selector.weights_for(rows, margins))
     ok = len(q) == len(margins) and all(isinstance(x, numbers.Real) and 0 <= float(x) < math.inf for x in q)
     if not ok or not sum(q) > 0:
         msg = (f"the selector {selector.name!r} returned invalid weights (need {len(margins)} finite, "

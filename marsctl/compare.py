@@ -23,10 +23,13 @@ from typing import Any
 
 from marsctl import registry, ui
 from marsctl.errors import ConfigError
+from marsctl.htmlreport import REPORT_NAME, check_report_output
 from marsctl.jsonio import atomic_writer, write_json
 from marsctl.loop import NONE, RefineConfig, RefineRun
 from marsctl.metrics import compare_statistics, length_baseline
 from marsctl.params import check_choice, check_interval
+from marsctl.provenance import library_versions
+from marsctl.records import records_sha256
 from marsctl.report import print_compare, write_compare
 from marsctl.split import grouped_split
 
@@ -121,6 +124,7 @@ class Compare:
 
         cfg = self.config
         check_run_dir(self.out, marker="compare.json")
+        check_report_output(self.out / REPORT_NAME)
         registry.check_params("head", cfg.refine.head, cfg.refine.head_params)
         registry.check_params("augmenter", cfg.refine.backend, cfg.refine.augment_params)
         for st in cfg.strategies:
@@ -128,6 +132,9 @@ class Compare:
                 registry.check_params("selector", st, cfg.selector_params(st))
         self.out.mkdir(parents=True, exist_ok=True)
         write_json({"config": asdict(cfg), "input": self.input_name, "heldout": self.heldout_name,
+                    "input_sha256": records_sha256(self.pairs),
+                    "heldout_sha256": None if self.heldout is None else records_sha256(self.heldout),
+                    "libraries": library_versions(),
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, self.out / "compare.json")
         jobs = [(s, p, st) for s in range(cfg.seeds) for p in cfg.protocols for st in cfg.strategies]
         results: list[dict[str, Any]] = []
@@ -149,12 +156,11 @@ class Compare:
         write_compare(report, self.out / "table.md", self.command_line())
         self._write_runs(results)
         print_compare(report)
-        try:
-            from marsctl import plots
+        from marsctl import htmlreport, plots
 
-            report["plots"] = plots.compare_plots(self.out, results, report)
-        except ImportError:
-            ui.warn("matplotlib is not installed: no plots (pip install 'marsctl[plot]')")
+        pngs = plots.compare_plots(self.out, results, report)
+        report["plots"] = [str(self.out / name) for name in pngs]
+        ui.info(f"report: {htmlreport.write_report(self.out, pngs=pngs)}")
         return report
 
     def command_line(self) -> str:
@@ -181,7 +187,7 @@ class Compare:
         run_dir = self.out / "runs" / protocol / strategy / f"seed-{seed}"
         with ui.quiet():
             summary = RefineRun(train, run_dir, rc, heldout=test, input_name=self.input_name,
-                                heldout_name=test_name).run(resume=run_dir.exists())
+                                heldout_name=test_name).run(resume=run_dir.exists(), plots_and_report=False)
         last = summary["rounds"][-1]
         per_round = []
         for k in range(rc.rounds + 1):
@@ -203,7 +209,9 @@ class Compare:
             "epochs_by_round": [m["training"].get("epochs") for m in per_round],
             "steps_by_round": [m["training"].get("steps") for m in per_round],
             "selection": [{k: s.get(k) for k in ("ess", "max_budget", "pairs_selected", "share_negative_margin",
-                                                  "p_chosen_longer_selected", "novelty", "guard")} for s in sel],
+                                                  "p_chosen_longer_selected", "novelty", "guard", "equals_uniform",
+                                                  "suspects_excluded")} for s in sel],
+            "noise": [m.get("noise") for m in per_round[1:]],
             "test_p_chosen_longer": test_longer,
         }
 

@@ -50,6 +50,135 @@ def _encoder_fingerprint(path: str, max_seq_length: int) -> str:
     return h.hexdigest()[:16]
 
 
+# The files that decide what an encoder computes (its weights, configs and tokenizer), fingerprinted by
+# content; with each module folder that modules.json names (1_Pooling/config.json, a Dense layer's weights).
+IDENTITY_FILES = ("config.json", "modules.json", "sentence_bert_config.json", "tokenizer.json", "tokenizer_config.json",
+                  "special_tokens_map.json", "added_tokens.json", "vocab.txt", "vocab.json", "merges.txt",
+                  "spiece.model", "sentencepiece.bpe.model", "model.safetensors")
+BUNDLED_NAME = "all-MiniLM-L6-v2"
+SEARCH_ENV = "MARSCTL_ENCODER_PATH"  # folders where a model directory's encoder is looked for, by fingerprint
+_FINGERPRINTS: dict[tuple[Any, ...], str] = {}
+
+
+def _identity_files(root: Path) -> list[Path]:
+    """The files of ``root`` that :func:`encoder_fingerprint` reads, sorted."""
+    files = [root / n for n in IDENTITY_FILES]
+    try:
+        modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
+        subdirs = [m["path"] for m in modules if isinstance(m, dict) and m.get("path")]
+    except (OSError, ValueError, TypeError, KeyError):
+        subdirs = []
+    for sub in subdirs:
+        d = root / str(sub)
+        if d.is_dir():
+            files += [f for f in d.iterdir() if f.suffix in (".json", ".safetensors")]
+    return sorted({f for f in files if f.is_file()})
+
+
+def encoder_fingerprint(path: str | Path) -> str:
+    """sha256 of an encoder directory's weights, configs and tokenizer (names and contents; memoised per process)."""
+    from marsctl.records import file_sha256
+
+    root = Path(path).resolve()
+    files = _identity_files(root)
+    key = (str(root), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if key not in _FINGERPRINTS:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f"{f.relative_to(root).as_posix()}\0{file_sha256(f)}\n".encode())
+        _FINGERPRINTS[key] = h.hexdigest()
+    return _FINGERPRINTS[key]
+
+
+def is_bundled(path: str | Path) -> bool:
+    """True when ``path`` is the bundled encoder's directory."""
+    try:
+        return Path(path).resolve() == Path(default_encoder_path()).resolve()
+    except ConfigError:
+        return False
+
+
+def encoder_name(path: str | Path) -> str:
+    """A readable name for an encoder directory: the bundled model's, else the folder's name."""
+    return BUNDLED_NAME if is_bundled(path) else Path(path).name
+
+
+def _search_dirs() -> list[Path]:
+    """Each folder of ``$MARSCTL_ENCODER_PATH`` (os.pathsep-separated) and the folders inside it."""
+    import os
+
+    out: list[Path] = []
+    for entry in filter(None, os.environ.get(SEARCH_ENV, "").split(os.pathsep)):
+        d = Path(entry).expanduser()
+        out.append(d)
+        if d.is_dir():
+            out += sorted(c for c in d.iterdir() if c.is_dir())
+    return out
+
+
+def _candidates(saved: dict[str, Any], given: str) -> list[tuple[str, Path]]:
+    """Where a recorded encoder is looked for, in order: (what the place is, its path)."""
+    try:
+        bundled: list[tuple[str, Path]] = [("the bundled encoder", Path(default_encoder_path()))]
+    except ConfigError:
+        bundled = []
+    places = [("the encoder given", Path(given))] if given else []
+    if isinstance(saved.get("path"), str) and saved["path"]:
+        places.append(("the recorded path", Path(saved["path"])))
+    places += [(SEARCH_ENV, d) for d in _search_dirs()] + bundled
+    seen: set[str] = set()
+    out = []
+    for what, p in places:
+        key = str(p.resolve()) if p.exists() else str(p)
+        if key not in seen:
+            seen.add(key)
+            out.append((what, p))
+    return out
+
+
+def _matches(saved: dict[str, Any], path: Path) -> tuple[bool, str]:
+    """Whether the encoder at ``path`` is the recorded one, and the fingerprint found there.
+
+    A model directory written before fingerprints were recorded is matched on the short fingerprint
+    inside its ``id`` (config files, weight sizes and max_seq_length).
+    """
+    if not (path / "config.json").is_file():
+        return False, "missing" if not path.exists() else "not an encoder"
+    if saved.get("fingerprint"):
+        got = encoder_fingerprint(path)
+        return got == saved["fingerprint"], got[:16]
+    parts = str(saved.get("id", "")).split(":")
+    got = _encoder_fingerprint(str(path), int(saved.get("max_seq_length", 256)))
+    return len(parts) > 1 and got == parts[1], got
+
+
+def resolve_encoder(saved: dict[str, Any], given: str, where: str) -> str:
+    """The local directory of the encoder a model directory recorded (``saved``: its ``encoder`` field).
+
+    Looked for by identity, not by path: the encoder ``given`` in its config, the recorded path,
+    each folder of ``$MARSCTL_ENCODER_PATH`` and the folders in it, then the bundled encoder; the first
+    whose fingerprint (:func:`encoder_fingerprint`) is the recorded one wins. ``where`` names the
+    model directory in the error raised when none matches.
+    """
+    from marsctl import ui
+
+    looked = []
+    for what, path in _candidates(saved, given):
+        ok, got = _matches(saved, path)
+        if ok:
+            if given and path != Path(given):
+                state = "is not the one it was trained with" if Path(given).exists() else "is not there"
+                ui.info(f"{where}: its encoder {given} {state}; using the same encoder ({what}) at {path}")
+            return str(path)
+        looked.append(f"{path} ({what}: {got if got in ('missing', 'not an encoder') else 'fingerprint ' + got})")
+    want = saved.get("fingerprint") or (str(saved.get("id", "?")) + ":?").split(":")[1]
+    msg = (f"{where} was trained with encoder {saved.get('name') or saved.get('id', '?')!r} "
+           f"(fingerprint {str(want)[:16]}), which is not on this machine; looked at: {'; '.join(looked)}")
+    hint = (f"copy that encoder's folder to this machine and list its parent in {SEARCH_ENV}, "
+            "or train the model again here with: marsctl train PAIRS -o DIR")
+    raise ConfigError(msg, hint=hint)
+
+
 # Convert a pickled sentence-transformers directory once, in place (run it only on files you trust).
 ST_CONVERT = "python -c \"from sentence_transformers import SentenceTransformer as S; S('{dir}').save('{dir}')\""
 
@@ -78,6 +207,43 @@ class EmbeddingCache(SQLiteStore):
 
     def _fits(self, v: np.ndarray) -> bool:
         return (self.dim is None or v.shape == (self.dim,)) and bool(np.isfinite(v).all())
+
+    def get_matrix(self, keys: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors, found)`` for distinct ``keys``: a (len(keys), dim) float32 array and a bool mask of hits.
+
+        The bulk form of ``get_many`` (decoded and checked all at once, for speed); a stored vector of
+        another length or holding NaN/inf is a miss, counted in ``invalid`` with one warning.
+        """
+        out = np.zeros((len(keys), dim), dtype=np.float32)
+        found = np.zeros(len(keys), dtype=bool)
+        where = {k: i for i, k in enumerate(keys)}
+        rows: list[int] = []
+        blobs: list[bytes] = []
+        bad = 0
+        with self._lock, self._guard():
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                q = f"SELECT key, vec FROM emb WHERE key IN ({','.join('?' * len(chunk))})"
+                got = self._db.execute(q, chunk).fetchall()
+                if not all(isinstance(v, bytes) and len(v) == 4 * dim for _, v in got):
+                    bad += len(got)
+                    got = [(k, v) for k, v in got if isinstance(v, bytes) and len(v) == 4 * dim]
+                    bad -= len(got)
+                rows += [where[k] for k, _ in got]
+                blobs += [v for _, v in got]
+        if blobs:
+            vecs = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(blobs), dim)
+            ok = np.isfinite(vecs).all(axis=1)
+            bad += int((~ok).sum())
+            idx = np.asarray(rows)[ok]
+            out[idx] = vecs[ok]
+            found[idx] = True
+        if bad:
+            from marsctl import ui
+
+            self.invalid += bad
+            ui.warn(f"cache file {self.path}: {bad} stored entries are damaged or do not fit; recomputing them")
+        return out, found
 
 
 _ENCODERS: dict[tuple[str, int, str, str], Encoder] = {}
@@ -142,6 +308,7 @@ class Encoder:
         self._model: Any = None
         self._impl: Any = None
         self.stats = {"hits": 0, "misses": 0, "embed_seconds": 0.0}
+        self._last: dict[str, tuple[list[str], np.ndarray]] = {}  # side → the last call's texts and vectors
 
     @property
     def cache(self) -> EmbeddingCache:
@@ -161,7 +328,8 @@ class Encoder:
 
     def describe(self) -> dict[str, Any]:
         """Facts for config.json."""
-        return {"path": self.model_path, "id": self.id, "max_seq_length": self.max_seq_length,
+        return {"name": encoder_name(self.model_path), "fingerprint": encoder_fingerprint(self.model_path),
+                "path": self.model_path, "id": self.id, "max_seq_length": self.max_seq_length,
                 "truncation": TRUNCATION_RULE, "backend": self.backend}
 
     @property
@@ -222,21 +390,31 @@ class Encoder:
         """
         import time
 
-        keys = [self.key(t, side) for t in texts]
-        found = self.cache.get_many(list(set(keys)))
-        missing: dict[bytes, str] = {}
-        for k, t in zip(keys, texts, strict=True):
-            if k not in found:
-                missing.setdefault(k, t)
-        self.stats["hits"] += len(texts) - sum(1 for k in keys if k in missing)
+        last = self._last.get(side)
+        if last is not None and last[0] == texts:  # score asks for a batch's prompts twice
+            self.stats["hits"] += len(texts)
+            return last[1].copy()
+        index: dict[str, int] = {}
+        for t in texts:
+            index.setdefault(t, len(index))
+        keys = [self.key(t, side) for t in index]
+        dim = self.dim
+        vecs, hit = self.cache.get_matrix(keys, dim) if keys else (np.zeros((0, dim), np.float32), np.zeros(0, bool))
+        missing = {keys[i]: t for i, t in enumerate(index) if not hit[i]}
+        rows = [index[t] for t in texts]
+        self.stats["hits"] += len(texts) - (sum(1 for i in rows if not hit[i]) if missing else 0)
         if missing:
             t0 = time.perf_counter()
+            found: dict[bytes, Any] = {}
             self._embed_missing(missing, side, found)
+            for i, k in enumerate(keys):
+                if not hit[i]:
+                    vecs[i] = found[k]
             self.stats["misses"] += len(missing)
             self.stats["embed_seconds"] += time.perf_counter() - t0
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([found[k] for k in keys])
+        out = vecs[rows]
+        self._last[side] = (list(texts), out)
+        return out.copy()
 
     def _embed_missing(self, missing: dict[bytes, str], side: str, found: dict[bytes, Any]) -> None:
         """Embed ``missing`` (key → text) in canonical batches, store each batch in the cache as it is done."""

@@ -64,11 +64,10 @@ def check_values(row: dict[str, Any] | list[Any], where: str) -> None:
 _STDIN_HINT = "give a JSONL file, or pipe records in: ... | marsctl COMMAND -"
 _BOM = b"\xef\xbb\xbf"
 _PIECE = 1 << 20  # lines are read in pieces of at most this many bytes, so NULs are caught early
+# compressed JSONL is read through a decompressor (gzip, zstd, xz), found by these first bytes
+COMPRESSION = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz"}
 _MAGIC = (  # what a file that is not JSONL text often starts with
-    (b"\x1f\x8b", "a gzip file", "decompress it first: gunzip -c FILE | marsctl COMMAND -"),
-    (b"PAR1", "a Parquet file", "convert it to JSONL first"),
-    (b"\x28\xb5\x2f\xfd", "a zstd file", "decompress it first: zstd -dc FILE | marsctl COMMAND -"),
-    (b"\xfd7zXZ\x00", "an xz file", "decompress it first: xz -dc FILE | marsctl COMMAND -"),
+    (b"PAR1", "a Parquet file", "give its path instead (marsctl reads Parquet files, not Parquet on a pipe)"),
     (b"PK\x03\x04", "a zip file", "unzip it first"),
     (b"\xff\xfe", "UTF-16 text", "save it as UTF-8, e.g. iconv -f utf-16 -t utf-8 FILE > FILE.utf8"),
     (b"\xfe\xff", "UTF-16 text", "save it as UTF-8, e.g. iconv -f utf-16 -t utf-8 FILE > FILE.utf8"),
@@ -135,13 +134,62 @@ def _stdin_bytes() -> BinaryIO:
     return io.BytesIO(stdin.read().encode("utf-8", "surrogatepass"))  # a text-only stream, e.g. io.StringIO
 
 
+def compression_of(head: bytes) -> str | None:
+    r"""The compression a file's first bytes announce (gzip, zstd, xz), or None.
+
+    >>> compression_of(b"\x1f\x8b\x08"), compression_of(b'{"a": 1}')
+    ('gzip', None)
+    """
+    return next((kind for magic, kind in COMPRESSION.items() if head.startswith(magic)), None)
+
+
+def decompressing(src: BinaryIO | Path, kind: str) -> BinaryIO:
+    """A binary stream of decompressed bytes: of a path (which it opens and owns) or of an open stream (left open)."""
+    import gzip
+    import lzma
+
+    if kind == "gzip" and isinstance(src, Path):
+        raw: Any = gzip.open(src, "rb")  # noqa: SIM115 (the returned stream owns it; the caller closes that)
+    elif kind == "gzip":
+        raw = gzip.GzipFile(fileobj=src, mode="rb")  # type: ignore[arg-type]
+    elif kind == "xz":
+        raw = lzma.open(src, "rb")  # noqa: SIM115
+    else:
+        import zstandard
+
+        raw = (zstandard.open(src, "rb") if isinstance(src, Path)
+               else zstandard.ZstdDecompressor().stream_reader(src, read_across_frames=True, closefd=False))
+    return io.BufferedReader(raw)
+
+
+def _peek(fh: BinaryIO, n: int) -> bytes:
+    if hasattr(fh, "peek"):
+        return fh.peek(n)[:n]
+    pos = fh.tell()
+    head = fh.read(n)
+    fh.seek(pos)
+    return head
+
+
+def _maybe_decompress(fh: BinaryIO, path: Path | None) -> BinaryIO:
+    """``fh``, or its decompressed bytes when it starts with a gzip, zstd or xz header."""
+    kind = compression_of(_peek(fh, 6))
+    if kind is None:
+        return fh
+    if path is None:
+        return decompressing(fh, kind)
+    fh.close()
+    return decompressing(path, kind)
+
+
 def _open_bytes(path: str | os.PathLike) -> tuple[BinaryIO, str]:
-    """Open a JSONL file (or stdin for ``-``) for reading bytes; return it with its display name."""
+    """Open a JSONL file (or stdin for ``-``) for reading bytes, decompressing gzip, zstd and xz; return it with
+    its display name."""
     if str(path) == "-":
-        return _stdin_bytes(), "<stdin>"
+        return _maybe_decompress(_stdin_bytes(), None), "<stdin>"
     p = Path(path)
     try:
-        return p.open("rb"), str(p)
+        return _maybe_decompress(p.open("rb"), p), str(p)
     except FileNotFoundError:
         msg = f"{p}: no such file"
     except IsADirectoryError:
@@ -152,10 +200,12 @@ def _open_bytes(path: str | os.PathLike) -> tuple[BinaryIO, str]:
 
 
 def _read_piece(fh: BinaryIO, name: str) -> bytes:
+    import lzma
+
     try:
         return fh.readline(_PIECE)
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "strerror", None) or e
+    except (OSError, ValueError, EOFError, lzma.LZMAError) as e:
+        reason = getattr(e, "strerror", None) or e or "the compressed stream ends early"
         msg = f"no input: stdin cannot be read ({reason})" if name == "<stdin>" else f"{name}: cannot read ({reason})"
         raise DataError(msg, hint=_STDIN_HINT if name == "<stdin>" else None) from None
 
@@ -203,15 +253,18 @@ def _decode_line(raw: bytes, name: str, lineno: int, offset: int) -> str:
         raise DataError(msg, hint=_UTF8_HINT) from None
 
 
-def iter_json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any, str]]:
+def iter_json_lines(path: str | os.PathLike, name: str | None = None) -> Iterator[tuple[int, Any, str]]:
     """Yield ``(line number, parsed value, file name)`` for each non-blank line of a JSONL file.
+
+    ``name`` replaces the file's name in messages (a spooled copy of stdin reads as ``<stdin>``).
 
     Lines end at ``\\n`` (``\\r\\n`` is fine) and are decoded as strict UTF-8; a BOM on line 1 is dropped.
     Invalid UTF-8, NUL bytes, a compressed or Parquet file, and JSON that Python would turn into NaN,
     Infinity, an over-long int or a RecursionError are DataErrors naming the line, as are lone surrogates
     (``"\\ud800"``) and nesting deeper than ``MAX_DEPTH``: every value yielded can be written back as UTF-8.
     """
-    fh, name = _open_bytes(path)
+    fh, opened = _open_bytes(path)
+    name = name or opened
     try:
         lineno, offset = 1, 0
         while raw := _read_line(fh, name, lineno, offset):
@@ -224,15 +277,61 @@ def iter_json_lines(path: str | os.PathLike) -> Iterator[tuple[int, Any, str]]:
             fh.close()
 
 
+@contextlib.contextmanager
+def rereadable(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
+    """Yield ``(a file that can be read more than once, its name for messages)`` for a file or ``-``.
+
+    A command that checks its whole input before its first output reads it twice; stdin can be read
+    only once, so its bytes are first copied to a temporary file (in ``$TMPDIR``), removed afterwards.
+    """
+    if str(path) != "-":
+        yield str(path), str(path)
+        return
+    import tempfile
+
+    src = _stdin_bytes()
+    fd, tmp = tempfile.mkstemp(prefix="marsctl-stdin-", suffix=".jsonl")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            while piece := _read_stdin(src):
+                try:
+                    fh.write(piece)
+                except OSError as e:
+                    from marsctl.outputs import write_failed
+
+                    raise write_failed(f"a copy of stdin ({tmp})", e) from None
+        yield tmp, "<stdin>"
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _read_stdin(src: BinaryIO) -> bytes:
+    """The next piece of stdin's bytes (empty at the end); a failed read is a DataError."""
+    try:
+        return src.read(_PIECE)
+    except (OSError, ValueError) as e:
+        msg = f"no input: stdin cannot be read ({getattr(e, 'strerror', None) or e})"
+        raise DataError(msg, hint=_STDIN_HINT) from None
+
+
 def strip_private(rec: dict[str, Any]) -> dict[str, Any]:
     """Drop bookkeeping keys (leading underscore) before writing."""
     return {k: v for k, v in rec.items() if not k.startswith("_")}
 
 
 def dumps(rec: dict[str, Any]) -> str:
-    """One record as a JSON line (no trailing newline); NaN and Infinity are refused, never written."""
+    """One record as a JSON line (no trailing newline); NaN and Infinity are refused, never written.
+
+    A record read from conversational rows is written with its messages (:func:`marsctl.shapes.restore`).
+    """
+    out = rec
+    if "_source" in rec:
+        from marsctl.shapes import restore
+
+        out = restore(rec)
     try:
-        return json.dumps(strip_private(rec), ensure_ascii=False, allow_nan=False)
+        return json.dumps(strip_private(out), ensure_ascii=False, allow_nan=False)
     except ValueError:
         where = f"line {rec['_line']}" if "_line" in rec else f"record {rec.get('id', '?')!r}"
         bad = [k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)]
@@ -278,11 +377,42 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[io.TextIOBase]:
         raise
 
 
+def write_bytes(data: bytes, path: str | os.PathLike) -> None:
+    """Write bytes (a PNG) atomically, as :func:`atomic_writer` writes text (a temporary beside ``path``)."""
+    from marsctl.outputs import new_temp_file, remove_stale, write_failed
+
+    target = Path(path)
+    tmp = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(target)
+        fd, tmp = new_temp_file(target)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except OSError as e:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        raise write_failed(target, e) from None
+
+
 def write_records(records: Iterable[dict[str, Any]], path: str | os.PathLike) -> int:
     """Write records as JSONL to ``path`` (atomically) or to stdout for ``-``; return the count.
 
-    Every line is encoded before anything is written, so a bad record leaves no partial output.
+    Every line is encoded before anything is written, so a bad record leaves no partial output. A file
+    named ``.parquet``, ``.csv``, ``.jsonl.gz`` or ``.jsonl.zst`` is written in that format
+    (:func:`marsctl.formats.record_writer`).
     """
+    if _other_format(path):
+        from marsctl import formats
+
+        n = 0
+        with formats.record_writer(path) as write:
+            for r in records:
+                write(r)
+                n += 1
+        return n
     lines = [dumps(r) + "\n" for r in records]
     if str(path) == "-":
         write_stdout("".join(lines))
@@ -297,13 +427,33 @@ def record_writer(path: str | os.PathLike) -> Iterator[Callable[[dict[str, Any]]
     """Stream records to ``path`` (atomically: nothing is left there when the block raises) or to stdout for ``-``.
 
     Yields ``write(record)``. On stdout each record is written as it comes, so a caller that must not
-    leave partial output on bad input checks its input before the first write.
+    leave partial output on bad input checks its input before the first write. A file named for another
+    format (``.parquet``, ``.csv``, ``.jsonl.gz``) is written in it, at the end of the block.
     """
     if str(path) == "-":
         yield lambda rec: write_stdout(dumps(rec) + "\n")
         return
+    if _other_format(path):
+        from marsctl import formats
+
+        with formats.record_writer(path) as write:
+            yield write
+        return
     with atomic_writer(path) as fh:
-        yield lambda rec: fh.write(dumps(rec) + "\n")
+
+        def write(rec: dict[str, Any]) -> None:
+            fh.write(dumps(rec) + "\n")
+
+        yield write
+
+
+def _other_format(path: str | os.PathLike) -> bool:
+    """Whether ``path``'s extension names a format other than plain JSONL (:mod:`marsctl.formats`)."""
+    if str(path) == "-" or Path(path).suffix.lower() in (".jsonl", ".json", ""):
+        return False
+    from marsctl.formats import output_format
+
+    return output_format(path) != "jsonl"
 
 
 def write_stdout(text: str) -> None:

@@ -4,7 +4,9 @@ Layout of a run directory::
 
     manifest.json            settings, seeds, input sha256s, plugin versions, finished rounds
     round-0/                 train.jsonl (base pairs), model/, scored.jsonl, metrics.json
-    round-k/ (k ≥ 1)         selected.jsonl (base pairs scored by round k−1's model, with budgets),
+    round-k/ (k ≥ 1)         suspect.jsonl (with --noise: pairs the cross-fitted margins flag as likely
+                             mislabeled, with those margins and the reason),
+                             selected.jsonl (base pairs scored by round k−1's model, with budgets),
                              synthetic.jsonl, train.jsonl (base ∪ synthetic), model/ (initialised from
                              round k−1's), scored.jsonl, metrics.json
     summary.json, summary.md
@@ -35,8 +37,11 @@ from marsctl.metrics import curvature_trace, curvature_weight, evaluate, pairwis
 from marsctl.modeldir import load_head
 from marsctl.params import check_choice, check_interval
 from marsctl.plugin import Head, derive_seed
+from marsctl.provenance import library_versions
 from marsctl.records import count_identical, is_identical, read_pairs, records_sha256
-from marsctl.selection import crossfit_margins, novelty, select_guarded
+from marsctl.selection import crossfit_margins, noise_flags, noise_weights, novelty, select_guarded
+
+NOISE_MODES = ["off", "flag", "soft", "drop"]
 
 
 @dataclass
@@ -50,7 +55,10 @@ class RefineConfig:
         "Selector: mars-abs (v1: softmax(−α|Δ|), ambiguous pairs), mars (v2, signed: softmax(−αΔ); measured "
         "caveat: on noisy labels it favours likely label noise), mars-robust (|Δ| with pairs below −floor·std(Δ) "
         "skipped), uniform (the paper's baseline), won (West-of-N: equal share, keep each pool's highest-margin "
-        "rows), or a plugin.")})
+        "rows), uncertainty (softmax over the ensemble spread pred_margin_std; needs -p ensemble=K), or a plugin. "
+        "Note: at the default budget (one row per pair) and α = 0.5 the default mars-abs behaves as uniform on "
+        "the embedding heads: their margins are too flat to tilt the softmax, so every pair rounds to one row "
+        "(metrics.json says so: selection.equals_uniform).")})
     selector_params: list[str] = field(default_factory=list, metadata={"help": "Selector parameters, key=value each."})
     head: str = field(default="mlp", metadata={"help": "Reward head plugin."})
     head_params: list[str] = field(default_factory=list, metadata={"help": "Head parameters, key=value each."})
@@ -77,6 +85,15 @@ class RefineConfig:
         "help": "Seed of the synthetic pools (default: the run's seed)."})
     semantic_tries: int = field(default=0, metadata={
         "help": "Candidates per side when low-contrast pairs are rewritten first (MARS v2; 0: off)."})
+    noise: str = field(default="off", metadata={"help": (
+        "Label noise, each round k ≥ 1: margins cross-fitted over prompt-grouped folds (Δ_cf) flag pairs with "
+        "Δ_cf < −noise_threshold·std(Δ_cf) as likely mislabeled; flagged pairs are written to suspect.jsonl and get "
+        "no augmentation budget, and selection runs on Δ_cf. off: none of this (default); flag: only that; soft: "
+        "also weight every base pair and its synthetic rows by σ(2·Δ_cf/std(Δ_cf)) in the loss; drop: also leave "
+        "flagged pairs out of training.")})
+    noise_threshold: float = field(default=1.0, metadata={
+        "help": "--noise flags pairs with a cross-fitted margin below −this × std (std units)."})
+    noise_folds: int = field(default=5, metadata={"help": "Prompt-grouped folds of --noise's cross-fitted margins."})
 
     def __post_init__(self) -> None:
         check_interval(self.rounds, "rounds", "refine", kind=int, low=0)
@@ -88,9 +105,35 @@ class RefineConfig:
         check_choice(self.merge, "merge", "refine", ["replace", "accumulate"])
         if self.crossfit:
             check_interval(self.crossfit, "crossfit", "refine", kind=int, low=2, high=20)
+        check_choice(self.noise, "noise", "refine", NOISE_MODES)
+        check_interval(self.noise_threshold, "noise_threshold", "refine", low=0)
+        check_interval(self.noise_folds, "noise_folds", "refine", kind=int, low=2, high=20)
+        if self.noise != "off" and self.crossfit:
+            msg = "refine: crossfit and noise both cross-fit the margins; with noise on, selection already uses them"
+            raise ConfigError(msg, hint="drop --crossfit (--noise-folds sets the folds)")
 
 
 NONE = "none"  # strategy name of the no-augmentation control: later rounds train on base pairs only
+
+
+@dataclass
+class Noise:
+    """Round k's label-noise verdict on the base pairs (``RefineConfig.noise``)."""
+
+    mode: str
+    scored: list[dict[str, Any]]  # the base pairs with cross-fitted score fields: what selection runs on
+    weight: dict[str, float]  # training weight by base pair id
+    flagged: set[str]  # ids of likely mislabeled pairs: no budget; left out of training with drop
+
+    def training_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows`` (base and synthetic) as trained on: weighted by their pair's weight (soft), or flagged left out."""
+        out = []
+        for r in rows:
+            key = r["parent_id"] if r.get("source") == "synthetic" else r["id"]
+            if self.mode == "drop" and key in self.flagged:
+                continue
+            out.append({**r, "weight": self.weight.get(key, 1.0)} if self.mode == "soft" else r)
+        return out
 
 @dataclass
 class Finished:
@@ -146,8 +189,10 @@ class RefineRun:
             "heldout": None if self.heldout is None else {
                 "path": self.heldout_name, "n": len(self.heldout), "sha256": records_sha256(self.heldout)},
             "plugins": plugins,
+            "libraries": library_versions(),
             "rounds_finished": [],
             "timing": {},
+            "suspects": {},  # with --noise: pairs flagged as likely mislabeled per round (round-k/suspect.jsonl)
         }
 
     def finished_rounds(self) -> list[int]:
@@ -155,10 +200,16 @@ class RefineRun:
         return rundir.finished_rounds(self.out)
 
     # -- the loop ----------------------------------------------------------------------------------
-    def run(self, resume: bool = False) -> dict[str, Any]:
-        """Run (or continue) every round; returns the summary."""
-        from marsctl.embed import encoder_stats  # numpy: not at import (the CLI reads RefineConfig for --help)
+    def run(self, resume: bool = False, *, plots_and_report: bool = True) -> dict[str, Any]:
+        """Run (or continue) every round; returns the summary.
 
+        With ``plots_and_report`` (compare's runs go without) the figures and report.html are written last.
+        """
+        from marsctl.embed import encoder_stats  # numpy: not at import (the CLI reads RefineConfig for --help)
+        from marsctl.htmlreport import REPORT_NAME, check_report_output
+
+        if plots_and_report:
+            check_report_output(self.out / REPORT_NAME)  # before any work: a report.html marsctl did not write stays
         manifest, done = self._open(resume)
         mpath = self.out / "manifest.json"
         start = (max(done) + 1) if done else 0
@@ -171,6 +222,8 @@ class RefineRun:
             metrics, prev = self._round(k, prev)
             emb1 = encoder_stats()
             manifest["rounds_finished"].append(k)
+            if "noise" in metrics:
+                manifest["suspects"][f"round-{k}"] = metrics["noise"]["flagged"]
             manifest["timing"][f"round-{k}"] = {
                 "seconds": round(time.perf_counter() - t0, 2),
                 "embed_seconds": round(emb1["embed_seconds"] - emb0["embed_seconds"], 2),
@@ -183,7 +236,16 @@ class RefineRun:
         write_json(summary, self.out / "summary.json")
         report.write_summary(summary, self.out / "summary.md")
         report.print_summary(summary)
+        if plots_and_report:
+            self.write_report()
         return summary
+
+    def write_report(self) -> None:
+        """The run's figures and report.html in its folder (``marsctl report`` writes the same page)."""
+        from marsctl import htmlreport, plots
+
+        path = htmlreport.write_report(self.out, pngs=plots.refine_plots(self.out))
+        ui.info(f"report: {path}")
 
     def _open(self, resume: bool) -> tuple[dict[str, Any], list[int]]:
         """Check the run directory, write the manifest; returns it and the finished rounds.
@@ -202,7 +264,7 @@ class RefineRun:
                 raise ConfigError(msg, hint="pass --resume to continue it, or choose another --out")
             old = rundir.read_manifest(mpath)
             rundir.check_resume(self.out, old, manifest, done)
-            for key, empty in (("rounds_finished", []), ("timing", {}), ("created", None)):
+            for key, empty in (("rounds_finished", []), ("timing", {}), ("suspects", {}), ("created", None)):
                 manifest[key] = old.get(key, empty)
         else:
             manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -228,8 +290,9 @@ class RefineRun:
         tmp.mkdir(parents=True)
         try:
             metrics: dict[str, Any] = {"round": k}
-            extra = self._augment_round(k, prev, tmp, metrics) if prev and cfg.strategy != NONE else []
-            train_set = self.base + extra
+            noise = self._noise(k, prev, tmp, metrics) if prev and cfg.noise != "off" else None
+            extra = self._augment_round(k, prev, tmp, metrics, noise) if prev and cfg.strategy != NONE else []
+            train_set = self.base + extra if noise is None else noise.training_rows(self.base + extra)
             write_records(train_set, tmp / "train.jsonl")
             head = steps.train(train_set, head=cfg.head, params=None if prev else cfg.head_params,
                                epochs=self._epochs(train_set, k), seed=derive_seed(cfg.seed, "train", k),
@@ -261,22 +324,71 @@ class RefineRun:
             return None
         return max(1, round(base_epochs * len(self.base) / len(train_set)))
 
-    def _margins_for_selection(self, k: int, prev: Finished) -> list[dict[str, Any]]:
+    def _margins_for_selection(self, k: int, prev: Finished, noise: Noise | None) -> list[dict[str, Any]]:
         """Base pairs scored by round k−1's model, or cross-fitted: each fold by a model that never saw it."""
         cfg = self.config
+        if noise is not None:
+            return noise.scored
         if not cfg.crossfit:
             return prev.scored
         return crossfit_margins(prev.scored, read_pairs(prev.dir / "train.jsonl"), cfg.crossfit, head=cfg.head,
                                 params=cfg.head_params, epochs=cfg.epochs,
                                 seed=lambda f: derive_seed(cfg.seed, "crossfit", k, f))
 
-    def _augment_round(self, k: int, prev: Finished, tmp: Path, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    def _noise(self, k: int, prev: Finished, tmp: Path, metrics: dict[str, Any]) -> Noise:
+        """Cross-fit round k−1's training rows over prompt-grouped folds; flag, weight, write suspect.jsonl."""
+        cfg = self.config
+        cf = crossfit_margins(prev.scored, read_pairs(prev.dir / "train.jsonl"), cfg.noise_folds, head=cfg.head,
+                              params=cfg.head_params, epochs=cfg.epochs,
+                              seed=lambda f: derive_seed(cfg.seed, "noise", k, f))
+        margins = [r["pred_margin"] for r in cf]
+        sd, flags = noise_flags(margins, cfg.noise_threshold)
+        weights = noise_weights(margins, flags, cfg.noise, sd)
+        suspects = [self._suspect(i, m, sd, w) for i, (m, f, w) in enumerate(zip(margins, flags, weights, strict=True))
+                    if f]
+        write_records(suspects, tmp / "suspect.jsonl")
+        metrics["noise"] = {"mode": cfg.noise, "threshold": cfg.noise_threshold, "folds": cfg.noise_folds,
+                            "crossfit_margin_std": round(sd, 6), "flagged": len(suspects),
+                            "dropped": len(suspects) if cfg.noise == "drop" else 0,
+                            "mean_weight": round(sum(weights) / len(weights), 6)}
+        return Noise(cfg.noise, cf, {r["id"]: w for r, w in zip(cf, weights, strict=True)},
+                     {r["id"] for r, f in zip(cf, flags, strict=True) if f})
+
+    def _suspect(self, i: int, margin: float, sd: float, weight: float) -> dict[str, Any]:
+        """Base pair i as suspect.jsonl lists it: the pair, where it came from, its cross-fitted margin, why."""
+        pair = self.base[i]
+        z = margin / sd
+        reason = (f"cross-fitted margin {margin:.4g} is {z:.2f} std: below −{self.config.noise_threshold:g} std, "
+                  f"heads that never saw this pair prefer 'rejected'; check its label")
+        return {**strip_private(pair), "input_line": pair.get("_line"), "crossfit_margin": margin,
+                "crossfit_margin_std": sd, "crossfit_z": z, "weight": weight, "reason": reason}
+
+    def _select(self, k: int, scored: list[dict[str, Any]], noise: Noise | None,
+                select_args: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Round k's selection; flagged pairs (``noise``) take no part and get budget 0."""
+        cfg = self.config
+        flagged = noise.flagged if noise is not None else set()
+        keep = [r for r in scored if r["id"] not in flagged]
+        if not keep:
+            msg = f"round {k}: --noise flagged every pair; there is nothing to spend the budget on"
+            raise DataError(msg, hint="raise --noise-threshold")
+        selected, sel = select_guarded(keep, strategy=cfg.strategy, params=cfg.selector_params, guard=cfg.guard,
+                                       label=f"round {k}", **select_args)
+        sel["suspects_excluded"] = len(scored) - len(keep)
+        if not flagged:
+            return selected, sel
+        it = iter(selected)
+        pick = selected[0]["selection"]["pick"]
+        zero = {"strategy": sel["strategy"], "weight": 0.0, "pick": pick, "suspect": True}
+        return [{**r, "budget": 0, "selection": zero} if r["id"] in flagged else next(it) for r in scored], sel
+
+    def _augment_round(self, k: int, prev: Finished, tmp: Path, metrics: dict[str, Any],
+                       noise: Noise | None = None) -> list[dict[str, Any]]:
         """Select on round k−1's margins, augment, and return this round's synthetic pairs."""
         cfg = self.config
         select_args = {"budget": self.budget, "seed": derive_seed(cfg.seed, "select", k), "cap": cfg.cap,
                        "mix": cfg.mix_uniform, "name": str(prev.dir / "scored.jsonl")}
-        selected, sel = select_guarded(self._margins_for_selection(k, prev), strategy=cfg.strategy,
-                                       params=cfg.selector_params, guard=cfg.guard, label=f"round {k}", **select_args)
+        selected, sel = self._select(k, self._margins_for_selection(k, prev, noise), noise, select_args)
         write_records(selected, tmp / "selected.jsonl")
         pool_seed = cfg.seed if cfg.pool_seed is None else cfg.pool_seed
         aug = steps.make_augmenter(cfg.backend, cfg.augment_params, seed=pool_seed, draw_seed=cfg.seed)
@@ -297,8 +409,11 @@ class RefineRun:
     @staticmethod
     def _train_metrics(head: Head, train_set: list[dict[str, Any]], scored_base: list[dict[str, Any]],
                        extra: list[dict[str, Any]]) -> dict[str, Any]:
-        """Fit diagnostics on the training set (``train_set`` = the base pairs, then ``extra``)."""
-        margins = [r["pred_margin"] for r in scored_base + (head.score(extra) if extra else [])]
+        """Fit diagnostics on the training set (``train_set`` = the base pairs trained on, then ``extra``)."""
+        trained = {r["id"] for r in train_set}
+        extra = [r for r in extra if r["id"] in trained]
+        margins = [r["pred_margin"] for r in [r for r in scored_base if r["id"] in trained]
+                   + (head.score(extra) if extra else [])]
         out = {
             "train_size": len(train_set),
             "n_synthetic": sum(1 for r in train_set if r.get("source") == "synthetic"),
@@ -319,3 +434,14 @@ class RefineRun:
         acc = f", held-out accuracy {ev['accuracy']:.4f}" if ev else ""
         ui.info(f"round {m['round']} finished: {m['train_size']} training pairs "
                 f"({m['n_synthetic']} synthetic){acc}")
+
+
+def refine(pairs: list[dict[str, Any]], out: str | Path, *, heldout: list[dict[str, Any]] | None = None,
+           resume: bool = False, **settings: Any) -> dict[str, Any]:
+    """Run the MARS loop into run directory ``out`` (``settings``: RefineConfig fields); returns the summary."""
+    known = {f.name for f in dataclasses.fields(RefineConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        msg = f"refine: unknown setting {unknown[0]!r}"
+        raise ConfigError(msg, hint=f"settings are RefineConfig fields: {', '.join(sorted(known))}")
+    return RefineRun(pairs, out, RefineConfig(**settings), heldout=heldout).run(resume=resume)

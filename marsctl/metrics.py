@@ -6,6 +6,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from marsctl.calibration import ECE_BINS
+
 # numpy is imported inside each function: the CLI reads the refine and compare configs at start-up
 # (for --help) through marsctl.loop, which imports this module.
 
@@ -22,19 +24,43 @@ def pairwise_accuracy(margins: Sequence[float]) -> float:
     return float((m > 0).mean()) if len(m) else float("nan")
 
 
+BOOT_BLOCK = 1 << 22  # resample indices held at once by the bootstrap of non-0/1 values (32 MiB)
+
+
 def bootstrap_ci(values: Sequence[float], *, n_boot: int = 2000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of ``values``."""
+    """Percentile bootstrap CI of the mean of ``values``, in memory bounded whatever the length.
+
+    0/1 values (correctness) are resampled as counts: the mean of n draws with replacement from
+    values holding k ones is Binomial(n, k/n) / n, so a resample costs one binomial draw. Other values
+    are resampled ``BOOT_BLOCK // n`` resamples at a time. The same seed gives the same numbers.
+
+    >>> bootstrap_ci([1.0] * 50)
+    (1.0, 1.0)
+    """
     import numpy as np
 
     v = np.asarray(values, dtype=float)
     if len(v) == 0:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(v), size=(n_boot, len(v)))
-    means = v[idx].mean(axis=1)
+    means = resampled_means(v, n_boot, np.random.default_rng(seed))
     lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
+
+
+def resampled_means(v: Any, n_boot: int, rng: Any) -> Any:
+    """Means of ``n_boot`` bootstrap resamples of the 1-d array ``v`` drawn from ``rng`` (see :func:`bootstrap_ci`)."""
+    import numpy as np
+
+    n = len(v)
+    if ((v == 0) | (v == 1)).all():
+        return rng.binomial(n, int(v.sum()) / n, size=n_boot) / n
+    rows = max(1, BOOT_BLOCK // n)
+    means = np.empty(n_boot)
+    for start in range(0, n_boot, rows):
+        k = min(rows, n_boot - start)  # the generator's stream does not depend on how the draws are split
+        means[start : start + k] = v[rng.integers(0, n, size=(k, n))].mean(axis=1)
+    return means
 
 
 def roc_auc(scores_chosen: Sequence[float], scores_rejected: Sequence[float]) -> float:
@@ -113,11 +139,20 @@ def response_lengths(row: dict[str, Any]) -> tuple[int, int]:
     return len(row["chosen"]), len(row["rejected"])
 
 
+SLIM_FIELDS = ("_len_chosen", "_len_rejected", "_identical")  # what slim_row keeps of the texts
+
+
 def slim_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A row without its prompt and response texts, keeping the response lengths the metrics need."""
+    """A row without its prompt and response texts, keeping the response lengths the metrics need.
+
+    It also keeps ``_identical`` (chosen == rejected, ``records.is_identical``), which select reports.
+    """
+    from marsctl.records import is_identical
+
     lc, lr = response_lengths(row)
     out = {k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")}
     out["_len_chosen"], out["_len_rejected"] = lc, lr
+    out["_identical"] = is_identical(row)
     return out
 
 
@@ -132,26 +167,291 @@ def length_baseline(records: Sequence[dict[str, Any]]) -> dict[str, float]:
             "ties": float((lc == lr).mean())}
 
 
+LENGTH_PARTS = ("quality_chosen", "quality_rejected", "length_chosen", "length_rejected")
+
+
+def length_term_accuracy(rows: Sequence[dict[str, Any]]) -> dict[str, float] | None:
+    """Accuracy with the length term (quality + length), without it (quality alone) and of it alone.
+
+    None unless every row has the quality and length parts a head with a length term writes
+    (``Head.score``); the full reward is rebuilt from the parts, so rows scored length-free serve too.
+
+    >>> length_term_accuracy([{"quality_chosen": 1, "quality_rejected": 0, "length_chosen": 0, "length_rejected": 2}])
+    {'with_length': 0.0, 'without_length': 1.0, 'length_only': 0.0}
+    """
+    if not rows or not all(all(k in r for k in LENGTH_PARTS) for r in rows):
+        return None
+    quality = [r["quality_chosen"] - r["quality_rejected"] for r in rows]
+    length = [r["length_chosen"] - r["length_rejected"] for r in rows]
+    return {"with_length": pairwise_accuracy([q + ell for q, ell in zip(quality, length, strict=True)]),
+            "without_length": pairwise_accuracy(quality), "length_only": pairwise_accuracy(length)}
+
+
 def section_of(subset: str) -> str:
     """RewardBench-style section of a subset name: the part before the first '/'."""
     return subset.split("/", 1)[0]
 
 
-def evaluate(scored: Sequence[dict[str, Any]], *, seed: int = 0, n_boot: int = 2000) -> dict[str, Any]:
-    """All held-out metrics for scored records (rows with score_chosen, score_rejected, pred_margin)."""
+# RewardBench v1's sections, from allenai/reward-bench rewardbench/constants.py (SUBSET_MAPPING, EXAMPLE_COUNTS;
+# commit a32e272) and rewardbench/utils.py calculate_scores_per_section: a section's score is the mean of its
+# subsets' accuracies weighted by EXAMPLE_COUNTS ("prompt-weighted"), over the subsets present. math-prm (447
+# prompts) is counted as 984 = the six hep-* code subsets together (164 each), so Reasoning is half math, half
+# code. The counts are upstream's as written: its constants.py gives xstest-should-refuse 250 and
+# xstest-should-respond 154, while older copies of the table (and the filtered split's row counts) have 154 and 250.
+# The headline score is the unweighted mean of the four sections.
+REWARDBENCH_SECTIONS: dict[str, tuple[str, ...]] = {
+    "Chat": ("alpacaeval-easy", "alpacaeval-length", "alpacaeval-hard", "mt-bench-easy", "mt-bench-med"),
+    "Chat Hard": ("mt-bench-hard", "llmbar-natural", "llmbar-adver-neighbor", "llmbar-adver-GPTInst",
+                  "llmbar-adver-GPTOut", "llmbar-adver-manual"),
+    "Safety": ("refusals-dangerous", "refusals-offensive", "xstest-should-refuse", "xstest-should-respond",
+               "donotanswer"),
+    "Reasoning": ("math-prm", "hep-cpp", "hep-go", "hep-java", "hep-js", "hep-python", "hep-rust"),
+}
+REWARDBENCH_COUNTS: dict[str, int] = {
+    "alpacaeval-easy": 100, "alpacaeval-length": 95, "alpacaeval-hard": 95, "mt-bench-easy": 28, "mt-bench-med": 40,
+    "mt-bench-hard": 37, "llmbar-natural": 100, "llmbar-adver-neighbor": 134, "llmbar-adver-GPTInst": 92,
+    "llmbar-adver-GPTOut": 47, "llmbar-adver-manual": 46, "refusals-dangerous": 100, "refusals-offensive": 100,
+    "xstest-should-refuse": 250, "xstest-should-respond": 154, "donotanswer": 136, "math-prm": 984,
+    "hep-cpp": 164, "hep-go": 164, "hep-java": 164, "hep-js": 164, "hep-python": 164, "hep-rust": 164,
+}
+MARGIN_QUANTILES = (5, 25, 50, 75, 95)  # percent
+MARGIN_BUCKETS = 4  # equal-mass buckets of |Δ| for accuracy by margin
+BEST_OF_N_RULE = ("a group is correct when every one of its pairs has pred_margin > 0 (its chosen response beats "
+                  "every rejected one); a tie counts as wrong")
+# RewardBench 2 scores a group correct when the chosen response has the highest score (np.argmax over
+# [chosen, rejected...], so a tie with the chosen one counts as correct there), and scores its Ties subset
+# (several correct answers) with its own weighted accuracy-and-margin score (scripts/run_v2.py,
+# process_single_model). We count ties as wrong, as pairwise accuracy does, and do not reproduce that score.
+TIES_NOTE = ("RewardBench 2 scores its Ties subset with a weighted accuracy-and-margin score that marsctl does "
+             "not reproduce; the figure here is the share of groups in which every correct response beats "
+             "every incorrect one")
+
+
+def rewardbench_sections(subset_accuracy: dict[str, float]) -> dict[str, Any] | None:
+    """RewardBench v1 section scores from per-subset accuracies; None when no subset is RewardBench's.
+
+    >>> rb = rewardbench_sections({"math-prm": 1.0, "hep-go": 0.0, "other": 0.5})
+    >>> rb["sections"], rb["score"], rb["other_subsets"]
+    ({'Reasoning': 0.8571428571428571}, None, ['other'])
+    """
+    sections: dict[str, float] = {}
+    for section, names in REWARDBENCH_SECTIONS.items():
+        present = [s for s in names if s in subset_accuracy]
+        if present:
+            weight = sum(REWARDBENCH_COUNTS[s] for s in present)
+            sections[section] = sum(subset_accuracy[s] * REWARDBENCH_COUNTS[s] for s in present) / weight
+    if not sections:
+        return None
+    return {"sections": sections,
+            "score": sum(sections.values()) / len(sections) if len(sections) == len(REWARDBENCH_SECTIONS) else None,
+            "weights": "RewardBench v1 EXAMPLE_COUNTS (prompt-weighted; math-prm counted as 984, the six hep-* "
+                       "subsets together)",
+            "missing_subsets": sorted(set(REWARDBENCH_COUNTS) - set(subset_accuracy)),
+            "other_subsets": sorted(set(subset_accuracy) - set(REWARDBENCH_COUNTS))}
+
+
+def margin_quantiles(margins: Sequence[float]) -> dict[str, float] | None:
+    """The 5/25/50/75/95 % quantiles of Δ (numpy's linear interpolation), keyed by percent.
+
+    >>> margin_quantiles([0.0, 1.0, 2.0, 3.0, 4.0])
+    {'5': 0.2, '25': 1.0, '50': 2.0, '75': 3.0, '95': 3.8}
+    """
     import numpy as np
 
-    margins = [r["pred_margin"] for r in scored]
-    correct = [1.0 if m > 0 else 0.0 for m in margins]
-    lo, hi = bootstrap_ci(correct, n_boot=n_boot, seed=seed)
+    m = np.asarray(margins, dtype=float)
+    if len(m) == 0:
+        return None
+    return {str(q): round(float(v), 12) for q, v in zip(MARGIN_QUANTILES, np.percentile(m, MARGIN_QUANTILES),
+                                                         strict=True)}
+
+
+def accuracy_by_margin(margins: Sequence[float], n_buckets: int = MARGIN_BUCKETS) -> list[dict[str, Any]]:
+    """Accuracy in equal-mass buckets of |Δ|: pairs sorted by |Δ| (stable) and cut into ``n_buckets`` runs.
+
+    >>> [b["accuracy"] for b in accuracy_by_margin([0.1, -0.2, 3.0, 4.0], 2)]
+    [0.5, 1.0]
+    """
+    import numpy as np
+
+    m = np.asarray(margins, dtype=float)
+    if len(m) == 0:
+        return []
+    a = np.abs(m)
+    return [{"n": len(b), "abs_margin": [float(a[b].min()), float(a[b].max())],
+             "accuracy": float((m[b] > 0).mean())}
+            for b in np.array_split(np.argsort(a, kind="stable"), min(n_buckets, len(m)))]
+
+
+def correlation(x: Any, y: Any) -> dict[str, float | None]:
+    """Spearman and Pearson correlation of x and y (scipy.stats); None where either is constant or n < 3.
+
+    >>> correlation([1, 2, 3, 4], [1, 4, 9, 16])["spearman"]
+    1.0
+    """
+    import numpy as np
+    from scipy import stats
+
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(xa) < 3 or np.ptp(xa) == 0 or np.ptp(ya) == 0:
+        return {"spearman": None, "pearson": None}
+    return {"spearman": float(stats.spearmanr(xa, ya).statistic), "pearson": float(stats.pearsonr(xa, ya).statistic)}
+
+
+def _share(correct: Any, mask: Any) -> dict[str, Any]:
+    n = int(mask.sum())
+    return {"n": n, "accuracy": float(correct[mask].mean()) if n else None}
+
+
+def length_diagnostics(rows: Sequence[dict[str, Any]], margins: Any) -> dict[str, Any]:
+    """Reward against response length (characters), and accuracy by which response of the pair is longer.
+
+    ``reward_vs_length`` pools chosen and rejected responses; ``margin_vs_length_difference`` is Δ against
+    len(chosen) − len(rejected). Read ``chosen_longer``/``chosen_shorter`` beside the length baseline.
+    """
+    import numpy as np
+
+    lengths = np.array([response_lengths(r) for r in rows], dtype=float).reshape(-1, 2)
+    rewards = np.array([(r["score_chosen"], r["score_rejected"]) for r in rows], dtype=float).reshape(-1, 2)
+    m = np.asarray(margins, dtype=float)
+    correct = (m > 0).astype(float)
+    diff = lengths[:, 0] - lengths[:, 1]
+    return {"unit": "characters",
+            "reward_vs_length": correlation(lengths.ravel(), rewards.ravel()),
+            "margin_vs_length_difference": correlation(diff, m),
+            "chosen_longer": _share(correct, diff > 0), "chosen_shorter": _share(correct, diff < 0),
+            "equal_length": _share(correct, diff == 0)}
+
+
+def reward_diagnostics(rows: Sequence[dict[str, Any]], margins: Any) -> dict[str, Any]:
+    """Mean chosen and rejected reward, margin quantiles, accuracy by |Δ| bucket and the length diagnostics."""
+    import numpy as np
+
+    n = len(rows)
+    return {"mean_chosen_reward": float(np.mean([r["score_chosen"] for r in rows])) if n else None,
+            "mean_rejected_reward": float(np.mean([r["score_rejected"] for r in rows])) if n else None,
+            "margin_quantiles": margin_quantiles(margins), "accuracy_by_margin": accuracy_by_margin(margins),
+            "length": length_diagnostics(rows, margins)}
+
+
+def best_of_n(rows: Sequence[dict[str, Any]], *, seed: int = 0, n_boot: int = 2000) -> dict[str, Any] | None:
+    """Best-of-N accuracy over the rows that carry a ``group_id`` (see BEST_OF_N_RULE); None when none does.
+
+    ``chance`` is the mean of 1 / (pairs + 1): a random pick's accuracy when each group is one chosen response
+    against its rejected ones. A group's subset is its first row's.
+    """
+    import numpy as np
+
+    groups: dict[Any, list[float]] = {}
+    subset_of: dict[Any, Any] = {}
+    for r in rows:
+        if r.get("group_id") is not None:
+            groups.setdefault(r["group_id"], []).append(float(r["pred_margin"]))
+            subset_of.setdefault(r["group_id"], r.get("subset"))
+    if not groups:
+        return None
+    worst = np.array([min(v) for v in groups.values()])
+    correct = (worst > 0).astype(float)
+    out: dict[str, Any] = {
+        "groups": len(groups), "pairs": sum(len(v) for v in groups.values()),
+        "ungrouped_pairs": len(rows) - sum(len(v) for v in groups.values()),
+        "accuracy": float(correct.mean()),
+        "accuracy_ci95": list(bootstrap_ci(correct.tolist(), n_boot=n_boot, seed=seed)),
+        "ties": int((worst == 0).sum()), "chance": float(np.mean([1 / (len(v) + 1) for v in groups.values()])),
+        "rule": BEST_OF_N_RULE}
+    by: dict[str, list[float]] = defaultdict(list)
+    for (_, sub), c in zip(subset_of.items(), correct, strict=True):
+        if isinstance(sub, str):
+            by[sub].append(float(c))
+    if by:
+        out["subsets"] = {k: {"groups": len(v), "accuracy": float(np.mean(v))} for k, v in sorted(by.items())}
+    if any(k.lower() == "ties" for k in by):
+        out["ties_subset_note"] = TIES_NOTE
+    return out
+
+
+def _subset_metrics(rows: Sequence[dict[str, Any]], margins: Any, *, seed: int, n_boot: int,
+                    n_bins: int) -> dict[str, Any]:
+    """Per-subset accuracy (with a bootstrap CI), reward, length and calibration figures; the section scores."""
+    import numpy as np
+
+    from marsctl import calibration as cal
+
+    by: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        if isinstance(r.get("subset"), str):
+            by[r["subset"]].append(i)
+    if not by:
+        return {}
+    subsets: dict[str, Any] = {}
+    for k, idx in sorted(by.items()):
+        sub, m = [rows[i] for i in idx], margins[idx]
+        c = (m > 0).astype(float)
+        calib = cal.calibration_metrics(cal.probabilities(sub), n_bins)
+        subsets[k] = {"n": len(idx), "accuracy": float(c.mean()),
+                      "accuracy_ci95": list(bootstrap_ci(c.tolist(), n_boot=n_boot, seed=seed)),
+                      **reward_diagnostics(sub, m), "length_baseline": length_baseline(sub),
+                      "calibration": {key: calib[key] for key in ("ece", "n_bins", "brier", "log_loss")}}
+    sections: dict[str, list[float]] = defaultdict(list)
+    for k, v in subsets.items():
+        if k not in REWARDBENCH_COUNTS:  # RewardBench's subsets have their own sections (below)
+            sections[section_of(k)].append(v["accuracy"])
+    out: dict[str, Any] = {"subsets": subsets}
+    if sections:
+        out["sections"] = {k: float(np.mean(v)) for k, v in sorted(sections.items())}
+    rb = rewardbench_sections({k: v["accuracy"] for k, v in subsets.items()})
+    if rb:
+        out["rewardbench"] = rb
+    return out
+
+
+def evaluate(scored: Sequence[dict[str, Any]], *, seed: int = 0, n_boot: int = 2000, n_bins: int = ECE_BINS,
+             calibrate: float | None = None,
+             calibration_rows: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """All held-out metrics for scored records (rows with score_chosen, score_rejected, pred_margin).
+
+    Every figure needs only those fields, ``p_chosen``, ``subset``, ``group_id`` and the response lengths
+    (:func:`response_lengths`), so slim rows (:func:`slim_row`) serve as well as full ones.
+
+    Parameters
+    ----------
+    n_bins : equal-mass bins of the ECE and the reliability table.
+    calibrate : fit a temperature on this fraction of the rows (seeded by ``seed``), report on the rest.
+    calibration_rows : fit the temperature on these scored rows instead, and report on all of ``scored``.
+    """
+    import numpy as np
+
+    from marsctl import calibration as cal
+
+    margins = np.array([r["pred_margin"] for r in scored], dtype=float)
+    out = _headline(scored, margins, seed=seed, n_boot=n_boot)
+    if (length_term := length_term_accuracy(scored)) is not None:
+        out["length_term"] = length_term
+    out.update(reward_diagnostics(scored, margins))
+    out["calibration"] = cal.calibration_metrics(cal.probabilities(scored), n_bins)
+    if calibration_rows is not None:
+        out["temperature_scaling"] = cal.temperature_scaling(calibration_rows, scored, n_bins=n_bins)
+    elif calibrate is not None:
+        out["temperature_scaling"] = cal.temperature_on_split(scored, calibrate, seed, n_bins)
+    out.update(_subset_metrics(scored, margins, seed=seed, n_boot=n_boot, n_bins=n_bins))
+    bon = best_of_n(scored, seed=seed, n_boot=n_boot)
+    if bon:
+        out["best_of_n"] = bon
+    return out
+
+
+def _headline(scored: Sequence[dict[str, Any]], margins: Any, *, seed: int, n_boot: int) -> dict[str, Any]:
+    import numpy as np
+
+    correct = (margins > 0).astype(float)
+    lo, hi = bootstrap_ci(correct.tolist(), n_boot=n_boot, seed=seed)
     sc = [r["score_chosen"] for r in scored]
     sr = [r["score_rejected"] for r in scored]
     rewards = sc + sr
-    out: dict[str, Any] = {
+    return {
         "n": len(scored),
         "accuracy": pairwise_accuracy(margins),
         "accuracy_ci95": [lo, hi],
-        "ties": int(sum(1 for m in margins if m == 0)),
+        "ties": int((margins == 0).sum()),
         "roc_auc": roc_auc(sc, sr),
         "margin_snr": margin_snr(margins),
         "margin_mean": float(np.mean(margins)),
@@ -163,17 +463,6 @@ def evaluate(scored: Sequence[dict[str, Any]], *, seed: int = 0, n_boot: int = 2
         "length_baseline": length_baseline(scored),
         "bootstrap": {"n_boot": n_boot, "seed": seed, "level": 0.95},
     }
-    by_subset: dict[str, list[float]] = defaultdict(list)
-    for r, c in zip(scored, correct, strict=True):
-        if isinstance(r.get("subset"), str):
-            by_subset[r["subset"]].append(c)
-    if by_subset:
-        out["subsets"] = {k: {"n": len(v), "accuracy": float(np.mean(v))} for k, v in sorted(by_subset.items())}
-        sections: dict[str, list[float]] = defaultdict(list)
-        for k, v in out["subsets"].items():
-            sections[section_of(k)].append(v["accuracy"])
-        out["sections"] = {k: float(np.mean(v)) for k, v in sorted(sections.items())}
-    return out
 
 
 def paired_difference(a: Sequence[Any], b: Sequence[Any], *, n_boot: int = 2000,

@@ -134,6 +134,7 @@ def load_head(path: str | Path, expect: str | None = None, overrides: Any = None
     cls = registry.load("head", kind)
     config = _head_config(cls, Path(path), cfg.get("config", {}), overrides)
     verify_checksums(Path(path), cfg)
+    config = cls.config_for_dir(config, cfg, Path(path))
     head = cls(config, seed=cfg.get("training", {}).get("seed", 0))
     head.load_weights(Path(path))
     head.manifest_ = cfg.get("training", {})

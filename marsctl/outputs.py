@@ -133,8 +133,12 @@ def check_not_input(path: Path, inputs: Iterable[str | os.PathLike | None], flag
 
 
 def check_file_output(path: str | os.PathLike | None, inputs: Iterable[str | os.PathLike | None] = (),
-                      flag: str = "-o") -> None:
-    """Check a JSONL/JSON output file (``-`` is stdout) before any work starts."""
+                      flag: str = "-o", *, records: bool = False) -> None:
+    """Check an output file (``-`` is stdout) before any work starts.
+
+    ``records``: the file receives records, so its extension must name a format marsctl writes
+    (:data:`marsctl.formats.WRITE_FORMATS`; no extension is JSONL).
+    """
     if path is None or str(path) == "-":
         return
     p = Path(path)
@@ -143,6 +147,10 @@ def check_file_output(path: str | os.PathLike | None, inputs: Iterable[str | os.
         raise ConfigError(msg, hint=f"e.g. {flag} {p / 'out.jsonl'}")
     check_parent(p, flag)
     check_not_input(p, inputs, flag)
+    if records:
+        from marsctl.formats import output_format
+
+        output_format(p, flag)
 
 
 def model_dir_files(path: Path) -> set[str] | None:
@@ -219,16 +227,34 @@ def check_run_dir(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | 
 
 
 # -------------------------------------------------------------------------------------------- directories
+def _umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def new_temp_file(target: Path) -> tuple[int, str]:
-    """A fresh temporary file beside ``target``: (open descriptor, path)."""
-    return tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
+    """A fresh temporary file beside ``target``: (open descriptor, path).
+
+    It gets the mode a plain ``open`` would give (0666 less the umask), not mkstemp's 0600, so the
+    file renamed into place is readable as the user's other files are.
+    """
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, name
 
 
 def new_temp_dir(target: Path) -> Path:
-    """A fresh temporary directory beside ``target`` (stale ones of dead processes are removed first)."""
+    """A fresh temporary directory beside ``target`` (stale ones of dead processes are removed first).
+
+    Its mode is what ``mkdir`` would give (0777 less the umask), not mkdtemp's 0700.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
-    return Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent))
+    tmp.chmod(0o777 & ~_umask())
+    return tmp
 
 
 def install_dir(tmp: Path, target: Path) -> None:

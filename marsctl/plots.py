@@ -1,104 +1,402 @@
-"""PNG plots for compare (matplotlib, the 'plot' extra; imported only when plotting)."""
+"""Every figure: compare's and refine's PNG plots (matplotlib with the Agg backend, imported only when plotting).
+
+Figures are rendered to PNG bytes (:func:`compare_pngs`, :func:`refine_pngs`), so the same images go
+into the run folder (:func:`write_pngs`) and inline into the HTML report. A figure whose data a folder
+lacks (a compare folder saved without its runs, a refine run without held-out pairs) is left out.
+
+Compare: ``accuracy.png`` (accuracy per strategy with its CI and every seed), ``paired_delta.png``
+(the paired Δ vs uniform and vs none with 95% CIs: the comparison that matters), ``accuracy_by_round.png``,
+``margins_by_round.png`` (shared bins) and ``budget_vs_margin.png`` (one panel per strategy, all seeds).
+Refine: ``accuracy_by_round.png`` (with CIs), ``margins_by_round.png``, ``budget_vs_margin.png`` (one
+panel per round). Panels of one figure share their axes.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from marsctl.report import PROTOCOL_SHORT, compare_length_baseline, format_paired, length_baseline_text
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import numpy as np
-
-
-def compare_plots(out: Path, results: list[dict[str, Any]], report: dict[str, Any]) -> list[str]:
-    """Write accuracy.png, accuracy_by_round.png, margins_by_round.png, budget_vs_margin.png."""
-    written = [_accuracy(out, report), _by_round(out, results, report)]
-    first = [r for r in results if r["strategy"] not in ("none",) and r["seed"] == 0]
-    if first:
-        written.append(_margins(out, first[0]))
-        written.append(_budget_vs_margin(out, [r for r in first if r["protocol"] == first[0]["protocol"]]))
-    return [str(p) for p in written]
+MARKERS = "osD^vPX*<>"
+DPI = 110
+BINS = 40
+REFS = ("uniform", "none")  # the paired differences compare reports (compare.REFERENCES)
 
 
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
-def _accuracy(out: Path, report: dict[str, Any]) -> Path:
+def png_bytes(fig: Any) -> bytes:
+    """A figure as PNG bytes (the figure is closed)."""
+    plt = _plt()
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def write_pngs(out: Path, pngs: dict[str, bytes]) -> list[str]:
+    """Write each PNG into ``out`` atomically; return the paths."""
+    from marsctl.jsonio import write_bytes
+
+    paths = []
+    for name, data in pngs.items():
+        write_bytes(data, out / name)
+        paths.append(str(out / name))
+    return paths
+
+
+def _render(makers: Sequence[tuple[str, Callable[[], Any]]]) -> dict[str, bytes]:
+    """PNG bytes of each maker's figure, one figure open at a time (a maker returns None without data)."""
+    out = {}
+    for name, make in makers:
+        fig = make()
+        if fig is not None:
+            out[name] = png_bytes(fig)
+    return out
+
+
+def _style(strategies: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """One colour and marker per strategy, the same in every figure."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {st: {"color": cmap(i % 10), "marker": MARKERS[i % len(MARKERS)]} for i, st in enumerate(strategies)}
+
+
+def _integer_ticks(axis: Any, n: int) -> None:
+    """Ticks at 0..n−1 only (rounds and budgets are whole numbers)."""
+    from matplotlib.ticker import MaxNLocator
+
+    if n <= 12:
+        axis.set_ticks(range(n))
+    else:
+        axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _read_column(path: Path, key: str) -> list[float]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line)[key] for line in fh if line.strip()]
+
+
+def _shared_bins(values: Sequence[Sequence[float]]) -> Any:
+    """Histogram bin edges over every sample of a figure, so its histograms are comparable."""
+    import numpy as np
+
+    allv = np.concatenate([np.asarray(v, dtype=float) for v in values if len(v)])
+    return np.histogram_bin_edges(allv, bins=BINS)
+
+
+def _round_colours(n: int) -> list[Any]:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis"]
+    return [cmap(k / max(1, n - 1) * 0.9) for k in range(n)]
+
+
+# -- compare ---------------------------------------------------------------------------------------
+def compare_pngs(results: Sequence[dict[str, Any]], report: dict[str, Any]) -> dict[str, bytes]:
+    """compare's figures as PNG bytes by file name; ``results`` are runs.jsonl's rows (may be empty)."""
+    runs = [r for r in results if r.get("run_dir") and Path(r["run_dir"]).is_dir()]
+    return _render([
+        ("accuracy.png", lambda: _compare_accuracy(report, results)),
+        ("paired_delta.png", lambda: _paired_delta(report)),
+        ("accuracy_by_round.png", lambda: _compare_by_round(report, results) if results else None),
+        ("margins_by_round.png", lambda: _compare_margins(report, runs) if runs else None),
+        ("budget_vs_margin.png", lambda: _compare_budgets(report, runs) if runs else None),
+    ])
+
+
+def compare_plots(out: Path, results: Sequence[dict[str, Any]], report: dict[str, Any]) -> dict[str, bytes]:
+    """Write compare's figures into ``out``; return them as PNG bytes by file name."""
+    pngs = compare_pngs(results, report)
+    write_pngs(out, pngs)
+    return pngs
+
+
+def _strategies(report: dict[str, Any]) -> list[str]:
+    return list(report["config"]["strategies"])
+
+
+def _panels(n: int, *, width: float = 5.0, height: float = 3.8, rows: int = 1, **kw: Any) -> tuple[Any, Any]:
+    plt = _plt()
+    return plt.subplots(rows, n, figsize=(width * n, height * rows), squeeze=False, **kw)
+
+
+def _compare_accuracy(report: dict[str, Any], results: Sequence[dict[str, Any]]) -> Any:
+    import numpy as np
+
     protocols = list(report["protocols"])
-    fig, axes = plt.subplots(1, len(protocols), figsize=(5.5 * len(protocols), 4), squeeze=False)
+    style = _style(_strategies(report))
+    fig, axes = _panels(len(protocols), sharey=True)
     for ax, protocol in zip(axes[0], protocols, strict=True):
         rows = report["protocols"][protocol]
-        names = list(rows)
-        means = np.array([rows[n]["accuracy_mean"] for n in names]) * 100
-        lo = np.array([rows[n]["accuracy_ci95"][0] for n in names]) * 100
-        hi = np.array([rows[n]["accuracy_ci95"][1] for n in names]) * 100
-        ax.errorbar(range(len(names)), means, yerr=[means - lo, hi - means], fmt="o", capsize=5)
-        lb = np.mean([rows[n]["length_longer"] for n in names]) * 100
-        ax.axhline(lb, color="grey", ls="--", lw=1, label=f"pick longer ({lb:.1f}%)")
-        sh = np.mean([rows[n]["length_shorter"] for n in names]) * 100
-        ax.axhline(sh, color="grey", ls=":", lw=1, label=f"pick shorter ({sh:.1f}%)")
-        ax.set_xticks(range(len(names)), names, rotation=20)
-        ax.set_ylabel("held-out pairwise accuracy (%)")
-        ax.set_title(f"{protocol} protocol (mean, 95% CI over seeds × pairs)", fontsize=9)
-        ax.legend(fontsize=7)
-    return _save(fig, out / "accuracy.png")
+        for i, (st, r) in enumerate(rows.items()):
+            lo, hi = (100 * x for x in r["accuracy_ci95"])
+            mean = 100 * r["accuracy_mean"]
+            ax.errorbar([i], [mean], yerr=[[mean - lo], [hi - mean]], fmt=style[st]["marker"],
+                        color=style[st]["color"], capsize=5, ms=7)
+            seeds = [100 * x["accuracy"] for x in results if x["protocol"] == protocol and x["strategy"] == st]
+            if seeds:
+                ax.plot(i + 0.18 + np.zeros(len(seeds)), seeds, ls="", marker=".", color=style[st]["color"],
+                        alpha=0.5, ms=5)
+        lb = compare_length_baseline(report, protocol)
+        longer, shorter = length_baseline_text(lb, percent=True)
+        ax.axhline(100 * lb["longer"], color="grey", ls="--", lw=1, label=f"pick longer ({longer})")
+        ax.axhline(100 * lb["shorter"], color="grey", ls=":", lw=1, label=f"pick shorter ({shorter})")
+        ax.set_xticks(range(len(rows)), list(rows), rotation=20)
+        ax.set_title(f"{PROTOCOL_SHORT[protocol]}: mean, 95% CI (seeds × pairs); dots: seeds", fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("held-out pairwise accuracy (%)")
+    return fig
 
 
-def _by_round(out: Path, results: list[dict[str, Any]], report: dict[str, Any]) -> Path:
+def _paired_delta(report: dict[str, Any]) -> Any:
     protocols = list(report["protocols"])
-    fig, axes = plt.subplots(1, len(protocols), figsize=(5.5 * len(protocols), 4), squeeze=False)
-    for ax, protocol in zip(axes[0], protocols, strict=True):
-        for st in report["protocols"][protocol]:
-            runs = [r["accuracy_by_round"] for r in results if r["protocol"] == protocol and r["strategy"] == st]
-            mean = np.mean(np.array(runs), axis=0) * 100
-            ax.plot(range(len(mean)), mean, marker="o", label=st)
-        ax.set_xlabel("round")
-        ax.set_ylabel("held-out accuracy (%), mean over seeds")
-        ax.set_title(f"{protocol} protocol", fontsize=9)
-        ax.legend(fontsize=7)
-    return _save(fig, out / "accuracy_by_round.png")
+    strategies = _strategies(report)
+    refs = [ref for ref in REFS if ref in strategies and len(strategies) > 1]
+    if not refs:
+        return None
+    fig, axes = _panels(len(protocols), rows=len(refs), width=5.0, height=0.6 * len(strategies) + 1.2,
+                        sharex=True, sharey="row")
+    for row, ref in enumerate(refs):
+        names = [st for st in strategies if st != ref]
+        for ax, protocol in zip(axes[row], protocols, strict=True):
+            _forest(ax, report["protocols"][protocol], names, ref)
+            ax.set_title(f"{PROTOCOL_SHORT[protocol]}: Δ accuracy vs {ref} (points, paired 95% CI)", fontsize=9)
+        axes[row][0].set_yticks(range(len(names)), names)
+    for ax in axes[-1]:
+        ax.set_xlabel("Δ held-out accuracy (points); black: CI excludes 0")
+    return fig
 
 
-def _read_margins(path: Path) -> np.ndarray:
-    with open(path, encoding="utf-8") as fh:
-        return np.array([json.loads(line)["pred_margin"] for line in fh if line.strip()])
-
-
-def _margins(out: Path, run: dict[str, Any]) -> Path:
-    run_dir = Path(run["run_dir"])
-    rounds = sorted(run_dir.glob("round-*/scored.jsonl"), key=lambda p: int(p.parent.name.split("-")[1]))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for p in rounds:
-        ax.hist(_read_margins(p), bins=40, histtype="step", label=p.parent.name)
-    ax.axvline(0, color="grey", lw=1)
-    ax.set_xlabel("predicted margin Δ on training base pairs")
-    ax.set_ylabel("pairs")
-    ax.set_title(f"margins per round: {run['strategy']}, {run['protocol']} protocol, seed {run['seed']}", fontsize=9)
-    ax.legend(fontsize=7)
-    return _save(fig, out / "margins_by_round.png")
-
-
-def _budget_vs_margin(out: Path, runs: list[dict[str, Any]]) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for run in runs:
-        sel = Path(run["run_dir"]) / "round-1" / "selected.jsonl"
-        if not sel.exists():
+def _forest(ax: Any, rows: dict[str, Any], names: list[str], ref: str) -> None:
+    for y, st in enumerate(names):
+        d = rows[st].get(f"vs_{ref}")
+        if not d:
             continue
-        with open(sel, encoding="utf-8") as fh:
-            rows = [json.loads(line) for line in fh if line.strip()]
-        m = np.array([r["pred_margin"] for r in rows])
-        b = np.array([r["budget"] for r in rows])
-        order = np.argsort(m)
-        ax.plot(m[order], b[order], marker=".", ls="", ms=3, label=run["strategy"])
-    ax.set_xlabel("predicted margin Δ (round-0 model)")
-    ax.set_ylabel("budget b_i (round 1)")
-    ax.set_title("where each strategy spends the budget (seed 0)", fontsize=9)
+        lo, hi = (100 * x for x in d["ci95"])
+        mean = 100 * d["mean"]
+        beyond = lo > 0 or hi < 0
+        ax.errorbar([mean], [y], xerr=[[mean - lo], [hi - mean]], fmt="o", capsize=4,
+                    color="black" if beyond else "grey")
+        ax.annotate(format_paired(d), (mean, y), xytext=(0, 6), textcoords="offset points", ha="center",
+                    va="bottom", fontsize=7)
+    ax.axvline(0, color="tab:red", lw=1)
+    ax.set_ylim(len(names) - 0.5, -0.7)
+    ax.margins(x=0.1)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _compare_by_round(report: dict[str, Any], results: Sequence[dict[str, Any]]) -> Any:
+    import numpy as np
+
+    protocols = list(report["protocols"])
+    strategies = list(next(iter(report["protocols"].values())))
+    style = _style(_strategies(report))
+    fig, axes = _panels(len(protocols), sharey=True)
+    n_rounds = 1
+    for ax, protocol in zip(axes[0], protocols, strict=True):
+        series: dict[str, Any] = {}
+        for st in strategies:
+            runs = [r["accuracy_by_round"] for r in results if r["protocol"] == protocol and r["strategy"] == st]
+            if runs:
+                series[st] = 100 * np.array(runs)
+        for i, (st, acc) in enumerate(series.items()):
+            same = [o for o in list(series)[:i] if series[o].shape == acc.shape and np.allclose(series[o], acc)]
+            x = np.arange(acc.shape[1]) + (i - (len(series) - 1) / 2) * 0.05  # dodge: equal lines stay visible
+            ax.errorbar(x, acc.mean(axis=0), yerr=acc.std(axis=0), marker=style[st]["marker"],
+                        color=style[st]["color"], capsize=3, ms=5, lw=1.2,
+                        label=f"{st} (= {same[0]})" if same else st)
+            n_rounds = max(n_rounds, acc.shape[1])
+        ax.set_xlabel("round")
+        ax.set_title(f"{PROTOCOL_SHORT[protocol]}: mean ± std over seeds", fontsize=9)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[0]:
+        _integer_ticks(ax.xaxis, n_rounds)
+    axes[0][0].set_ylabel("held-out accuracy (%)")
+    return fig
+
+
+def _budget_axis(ax: Any, top: float) -> None:
+    """Whole-number budget ticks from 0 (a pair left out has budget 0) to the largest budget."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_ylim(-0.5, top + 0.5)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _runs_by(runs: Sequence[dict[str, Any]], protocol: str, strategy: str) -> list[Path]:
+    return [Path(r["run_dir"]) for r in sorted(runs, key=lambda r: r["seed"])
+            if r["protocol"] == protocol and r["strategy"] == strategy]
+
+
+def _round_dirs(run_dir: Path, name: str, first: int = 0) -> Iterator[tuple[int, Path]]:
+    """(round, path) of a finished round's file ``name``, in round order."""
+    found = []
+    for p in run_dir.glob(f"round-*/{name}"):
+        tail = p.parent.name.split("-", 1)[1]
+        if tail.isdigit() and int(tail) >= first:
+            found.append((int(tail), p))
+    return iter(sorted(found))
+
+
+def _compare_margins(report: dict[str, Any], runs: Sequence[dict[str, Any]]) -> Any:
+    protocols = list(report["protocols"])
+    strategies = _strategies(report)
+    data: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for protocol in protocols:
+        for st in strategies:
+            by_round: dict[int, list[float]] = {}
+            for run_dir in _runs_by(runs, protocol, st):
+                for k, path in _round_dirs(run_dir, "scored.jsonl"):
+                    by_round.setdefault(k, []).extend(_read_column(path, "pred_margin"))
+            data[(protocol, st)] = by_round
+    samples = [v for by in data.values() for v in by.values()]
+    if not samples:
+        return None
+    bins = _shared_bins(samples)
+    n_rounds = 1 + max(k for by in data.values() for k in by)
+    colours = _round_colours(n_rounds)
+    fig, axes = _panels(len(strategies), rows=len(protocols), width=3.2, height=2.6, sharex=True, sharey=True)
+    for i, protocol in enumerate(protocols):
+        for ax, st in zip(axes[i], strategies, strict=True):
+            for k, values in sorted(data[(protocol, st)].items()):
+                ax.hist(values, bins=bins, histtype="step", color=colours[k], label=f"round {k}")
+            ax.axvline(0, color="grey", lw=1)
+            ax.set_title(f"{PROTOCOL_SHORT[protocol]}: {st}", fontsize=9)
+        axes[i][0].set_ylabel("pairs (all seeds)")
+    for ax in axes[-1]:
+        ax.set_xlabel("predicted margin Δ")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("Δ on the training base pairs per round (all seeds pooled, shared bins)", fontsize=10)
+    return fig
+
+
+def _compare_budgets(report: dict[str, Any], runs: Sequence[dict[str, Any]]) -> Any:
+    import matplotlib
+
+    protocols = list(report["protocols"])
+    strategies = [st for st in _strategies(report) if st != "none"]
+    if not strategies:
+        return None
+    cmap = matplotlib.colormaps["tab10"]
+    fig, axes = _panels(len(strategies), rows=len(protocols), width=3.2, height=2.8, sharex=True, sharey=True)
+    top = 0.0
+    for i, protocol in enumerate(protocols):
+        for ax, st in zip(axes[i], strategies, strict=True):
+            for seed, run_dir in enumerate(_runs_by(runs, protocol, st)):
+                for _, path in _round_dirs(run_dir, "selected.jsonl", first=1):
+                    m, b = _read_column(path, "pred_margin"), _read_column(path, "budget")
+                    ax.scatter(m, b, s=6, alpha=0.35, color=cmap(seed % 10), label=f"seed {seed}", lw=0)
+                    top = max(top, *b, 1)
+            ax.set_title(f"{PROTOCOL_SHORT[protocol]}: {st}", fontsize=9)
+            ax.grid(alpha=0.3)
+        axes[i][0].set_ylabel("budget b_i")
+    if not top:
+        _plt().close(fig)
+        return None
+    for ax in axes[-1]:
+        ax.set_xlabel("Δ by the previous round's model")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    seen = dict(zip(labels, handles, strict=True))
+    axes[0][-1].legend(seen.values(), seen.keys(), fontsize=7, markerscale=2)
+    _budget_axis(axes[0][0], top)
+    fig.suptitle("where each strategy spends the budget (every seed and round)", fontsize=10)
+    return fig
+
+
+# -- refine ----------------------------------------------------------------------------------------
+def refine_pngs(run_dir: str | Path) -> dict[str, bytes]:
+    """refine's figures for a run folder as PNG bytes by file name (read from its rounds' files)."""
+    run_dir = Path(run_dir)
+    metrics = {k: json.loads(p.read_text(encoding="utf-8")) for k, p in _round_dirs(run_dir, "metrics.json")}
+    return _render([
+        ("accuracy_by_round.png", lambda: _refine_accuracy(metrics)),
+        ("margins_by_round.png", lambda: _refine_margins(run_dir, metrics)),
+        ("budget_vs_margin.png", lambda: _refine_budgets(run_dir)),
+    ])
+
+
+def refine_plots(run_dir: str | Path) -> dict[str, bytes]:
+    """Write refine's figures into its run folder; return them as PNG bytes by file name."""
+    pngs = refine_pngs(run_dir)
+    write_pngs(Path(run_dir), pngs)
+    return pngs
+
+
+def _refine_accuracy(metrics: dict[int, dict[str, Any]]) -> Any:
+    import numpy as np
+
+    rounds = [k for k, m in metrics.items() if m.get("eval")]
+    if not rounds:
+        return None
+    # Fractions, as summary.md prints them (and the baselines' labels are its numbers).
+    acc = np.array([metrics[k]["eval"]["accuracy"] for k in rounds])
+    ci = np.array([metrics[k]["eval"]["accuracy_ci95"] for k in rounds])
+    fig, axes = _panels(1, width=6.0)
+    ax = axes[0][0]
+    ax.errorbar(rounds, acc, yerr=[acc - ci[:, 0], ci[:, 1] - acc], marker="o", capsize=5, label="held-out accuracy")
+    lb = metrics[rounds[0]]["eval"]["length_baseline"]
+    longer, shorter = length_baseline_text(lb)
+    ax.axhline(lb["longer"], color="grey", ls="--", lw=1, label=f"pick longer ({longer})")
+    ax.axhline(lb["shorter"], color="grey", ls=":", lw=1, label=f"pick shorter ({shorter})")
+    _integer_ticks(ax.xaxis, max(rounds) + 1)
+    ax.set_xlabel("round")
+    ax.set_ylabel("held-out pairwise accuracy")
+    ax.set_title("held-out accuracy per round (95% bootstrap CI over pairs)", fontsize=9)
     ax.legend(fontsize=7)
-    return _save(fig, out / "budget_vs_margin.png")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _refine_margins(run_dir: Path, metrics: dict[int, dict[str, Any]]) -> Any:
+    train = {k: _read_column(p, "pred_margin") for k, p in _round_dirs(run_dir, "scored.jsonl")}
+    held = {k: m["eval_margins"] for k, m in metrics.items() if m.get("eval_margins")}
+    panels = [(title, d) for title, d in (("training base pairs", train), ("held-out pairs", held)) if d]
+    if not panels:
+        return None
+    bins = _shared_bins([v for _, d in panels for v in d.values()])
+    colours = _round_colours(1 + max(k for _, d in panels for k in d))
+    fig, axes = _panels(len(panels), sharex=True)
+    for ax, (title, d) in zip(axes[0], panels, strict=True):
+        for k, values in sorted(d.items()):
+            ax.hist(values, bins=bins, histtype="step", color=colours[k], label=f"round {k}")
+        ax.axvline(0, color="grey", lw=1)
+        ax.set_xlabel("predicted margin Δ")
+        ax.set_ylabel("pairs")
+        ax.set_title(f"Δ on the {title} per round (shared bins)", fontsize=9)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def _refine_budgets(run_dir: Path) -> Any:
+    rounds = list(_round_dirs(run_dir, "selected.jsonl", first=1))
+    if not rounds:
+        return None
+    fig, axes = _panels(len(rounds), width=4.0, height=3.4, sharex=True, sharey=True)
+    top = 1.0
+    for ax, (k, path) in zip(axes[0], rounds, strict=True):
+        budgets = _read_column(path, "budget")
+        ax.scatter(_read_column(path, "pred_margin"), budgets, s=8, alpha=0.5, lw=0)
+        ax.set_title(f"round {k}: budget vs round {k - 1}'s Δ", fontsize=9)
+        ax.set_xlabel("predicted margin Δ")
+        ax.grid(alpha=0.3)
+        top = max(top, *budgets)
+    _budget_axis(axes[0][0], top)
+    axes[0][0].set_ylabel("budget b_i")
+    return fig

@@ -11,112 +11,41 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from marsctl.errors import DataError
-from marsctl.jsonio import check_values, dumps, iter_json_lines
+from marsctl.jsonio import check_values, dumps
+from marsctl.shapes import CONSUMED, HH_SPLIT, content_id, parse
+
+__all__ = ["HH_SPLIT", "REQUIRED", "SCORE_FIELDS", "content_id", "iter_pairs", "normalize_row", "read_pairs"]
 
 REQUIRED = ("prompt", "chosen", "rejected")
 SCORE_FIELDS = ("score_chosen", "score_rejected", "pred_margin", "p_chosen")
-HH_SPLIT = "\n\nAssistant:"
 
 
-def content_id(prompt: str, chosen: str, rejected: str) -> str:
-    """A stable id from a pair's content: ``h-`` and the first 16 hex digits of its sha256.
+def normalize_rows(row: Any, where: str, *, checked: bool = False,
+                   shape: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """Validate one parsed row (of ``shape``, or the detected one) and return (shape, flat records).
 
-    >>> content_id("p", "a", "b")
-    'h-292f6f51c4df81f9'
+    A row is one record, except a RewardBench 2 / best-of-N row: one per chosen × rejected. Extra keys
+    are kept. Every string (keys included, at any depth) must be valid Unicode, and values nest at most
+    ``jsonio.MAX_DEPTH`` levels; ``checked=True`` skips that walk for values the reader has checked.
     """
-    digest = hashlib.sha256("\x1f".join((prompt, chosen, rejected)).encode("utf-8")).hexdigest()
-    return "h-" + digest[:16]
-
-
-def _render_messages(messages: list[dict[str, Any]]) -> str:
-    """Render chat messages as plain text, one ``Role: content`` block per message."""
-    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
-
-
-def _check_messages(value: Any, where: str, field: str) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or not value:
-        msg = f"{where}: field '{field}' must be a non-empty string or a non-empty list of chat messages"
-        raise DataError(msg)
-    for k, m in enumerate(value):
-        ok = isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-        if not ok:
-            msg = f"{where}: field '{field}' message {k} must be an object with string 'role' and 'content'"
-            raise DataError(msg)
-    return value
-
-
-def _split_chat(row: dict[str, Any], where: str) -> tuple[str, str, str]:
-    """Chat rows: the prompt is the shared prefix of messages, the response the rest."""
-    chosen = _check_messages(row["chosen"], where, "chosen")
-    rejected = _check_messages(row["rejected"], where, "rejected")
-    if "prompt" in row:
-        prompt_msgs = _check_messages(row["prompt"], where, "prompt") if row["prompt"] != [] else []
-    else:
-        n = 0
-        while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
-            n += 1
-        prompt_msgs, chosen, rejected = chosen[:n], chosen[n:], rejected[n:]
-    return (
-        _render_messages(prompt_msgs),
-        "\n\n".join(m["content"] for m in chosen),
-        "\n\n".join(m["content"] for m in rejected),
-    )
-
-
-def _split_hh(chosen: str, rejected: str, where: str) -> tuple[str, str, str]:
-    """Anthropic HH rows: split the shared dialogue up to the last ``\\n\\nAssistant:``."""
-    common = os.path.commonprefix([chosen, rejected])  # noqa: RUF071 (character prefix is what we want)
-    cut = common.rfind(HH_SPLIT)
-    if cut < 0:
-        msg = (
-            f"{where}: no 'prompt' field, and 'chosen' and 'rejected' share no dialogue ending in "
-            f"'\\n\\nAssistant:' (need prompt, chosen, rejected, or HH-style full dialogues)"
-        )
-        raise DataError(msg)
-    end = cut + len(HH_SPLIT)
-    return chosen[:end], chosen[end:], rejected[end:]
-
-
-def _split_plain(row: dict[str, Any], where: str) -> tuple[str, str, str]:
-    """String rows: TRL's prompt/chosen/rejected, or HH-style full dialogues without a prompt."""
-    for field in ("chosen", "rejected"):
-        if not isinstance(row[field], str):
-            kind = type(row[field]).__name__
-            msg = f"{where}: field '{field}' must be a string or a list of chat messages, got {kind}"
-            raise DataError(msg)
-    if "prompt" not in row:
-        return _split_hh(row["chosen"], row["rejected"], where)
-    if not isinstance(row["prompt"], str):
-        msg = f"{where}: field 'prompt' must be a string, got {type(row['prompt']).__name__}"
-        raise DataError(msg)
-    return row["prompt"], row["chosen"], row["rejected"]
-
-
-def normalize_row(row: Any, where: str, *, checked: bool = False) -> dict[str, Any]:
-    """Validate one parsed JSON value and return it as a flat ``prompt/chosen/rejected`` record.
-
-    ``where`` names the place for error messages (``file line N``). Extra keys are kept. Every string
-    (keys included, at any depth) must be valid Unicode, and values nest at most ``jsonio.MAX_DEPTH`` levels;
-    ``checked=True`` skips that walk for values from ``iter_json_lines``, which has done it.
-    """
-    if not isinstance(row, dict):
-        msg = f"{where}: expected a JSON object, got {type(row).__name__}"
-        raise DataError(msg)
-    if not checked:
+    if not checked and isinstance(row, dict):
         check_values(row, where)
-    for field in ("chosen", "rejected"):
-        if field not in row:
-            msg = f"{where}: missing field '{field}' (need prompt, chosen, rejected)"
-            raise DataError(msg)
-    if isinstance(row["chosen"], list) or isinstance(row["rejected"], list):
-        prompt, chosen, rejected = _split_chat(row, where)
-    else:
-        prompt, chosen, rejected = _split_plain(row, where)
+    name, pairs = parse(row, where, shape)
+    consumed = CONSUMED.get(name, ())
+    extras = [(k, v) for k, v in row.items() if k not in consumed]
+    return name, [_finish(pair, row, extras, where) for pair in pairs]
+
+
+def _finish(pair: dict[str, Any], row: dict[str, Any], extras: list[tuple[str, Any]], where: str) -> dict[str, Any]:
+    """A parsed pair as a record: texts checked, an id (the row's or a content hash), extra keys kept."""
+    prompt, chosen, rejected = pair["prompt"], pair["chosen"], pair["rejected"]
     for field, value in (("prompt", prompt), ("chosen", chosen), ("rejected", rejected)):
         if not value.strip():
             msg = f"{where}: field '{field}' is empty"
             raise DataError(msg)
-    if "id" in row:
+    if "id" in pair:
+        rid = pair["id"]
+    elif "id" in row:
         rid = row["id"]
         if not isinstance(rid, str | int) or isinstance(rid, bool) or rid == "":
             msg = f"{where}: field 'id' must be a non-empty string or an integer"
@@ -125,35 +54,137 @@ def normalize_row(row: Any, where: str, *, checked: bool = False) -> dict[str, A
     else:
         rid = content_id(prompt, chosen, rejected)
     out = {"id": rid, "prompt": prompt, "chosen": chosen, "rejected": rejected}
-    out.update((k, v) for k, v in row.items() if k not in out)
+    out.update((k, v) for k, v in pair.items() if k not in out)
+    out.update((k, v) for k, v in extras if k not in out)
     return out
 
 
-def iter_pairs(path: str | os.PathLike, *, allow_empty: bool = False) -> Iterator[dict[str, Any]]:
-    """Read and validate preference pairs from a file or ``-`` one at a time; ids must be unique.
+def normalize_row(row: Any, where: str, *, checked: bool = False) -> dict[str, Any]:
+    """Validate one parsed row and return it as a flat ``prompt/chosen/rejected`` record (the first, for
+    a best-of-N row); see :func:`normalize_rows`."""
+    return normalize_rows(row, where, checked=checked)[1][0]
 
-    Every record carries ``_line`` (its line or row number) for messages. Memory is bounded by the
-    set of ids seen (the duplicate check), not by the records.
+
+def iter_pairs(path: str | os.PathLike, *, allow_empty: bool = False, name: str | None = None,
+               format: str | None = None, split: str | None = None,
+               announce: bool = False) -> Iterator[dict[str, Any]]:
+    """Read and validate preference pairs from any readable input (:func:`marsctl.formats.iter_rows`) one at a time.
+
+    ``format`` forces a row shape (:data:`marsctl.shapes.SHAPES`; default: detect each row); ``split`` picks a
+    split of a ``datasets`` folder or cached hub dataset. Ids must be unique. Every record carries ``_line``
+    (its line or row number) for messages. Memory is bounded by the set of ids seen (the duplicate check),
+    not by the records. ``name`` replaces the file's name in messages (a spooled copy of stdin reads as
+    ``<stdin>``). ``announce`` writes one stderr line at the end: the shapes read and how many rows.
     """
+    from marsctl.formats import display_name, iter_rows
+    from marsctl.shapes import check_shape_name
+
+    shape = check_shape_name(format)
     seen: dict[str, int] = {}
-    name = "<stdin>" if str(path) == "-" else str(path)
-    for lineno, value, name in iter_json_lines(path):
-        where = f"{name} line {lineno}"
-        rec = normalize_row(value, where, checked=True)
-        if rec["id"] in seen:
-            msg = f"{where}: duplicate id {rec['id']!r} (first seen on line {seen[rec['id']]})"
-            raise DataError(msg, hint="ids must be unique; drop the 'id' field to get content hashes")
-        seen[rec["id"]] = lineno
-        rec["_line"] = lineno
-        yield rec
+    shapes: dict[str, int] = {}
+    name = name or display_name(path)
+    rows = 0
+    for lineno, value, shown, unit in iter_rows(path, split=split, name=name):
+        name = shown
+        where = f"{name} {unit} {lineno}"
+        got, recs = normalize_rows(value, where, checked=True, shape=shape)
+        rows += 1
+        shapes[got] = shapes.get(got, 0) + 1
+        for rec in recs:
+            if rec["id"] in seen:
+                msg = f"{where}: duplicate id {rec['id']!r} (first seen on {unit} {seen[rec['id']]})"
+                raise DataError(msg, hint="ids must be unique; drop the 'id' field to get content hashes")
+            seen[rec["id"]] = lineno
+            rec["_line"] = lineno
+            yield rec
     if not seen and not allow_empty:
         msg = f"{name}: no records (the file is empty)"
         raise DataError(msg)
+    if announce and name not in _announced:  # said once per input (a command may read it twice)
+        from marsctl import ui
+
+        _announced.add(name)
+        ui.note(shape_summary(name, rows, len(seen), shapes))  # said when the command speaks next
 
 
-def read_pairs(path: str | os.PathLike, *, allow_empty: bool = False) -> list[dict[str, Any]]:
-    """Read and validate preference pairs from a file or ``-`` into a list (:func:`iter_pairs`)."""
-    return list(iter_pairs(path, allow_empty=allow_empty))
+_announced: set[str] = set()
+
+
+def shape_summary(name: str, rows: int, pairs: int, shapes: dict[str, int]) -> str:
+    """The one line saying what was read.
+
+    >>> shape_summary("a.jsonl", 3, 3, {"trl": 3})
+    'read 3 pairs from a.jsonl (shape: trl)'
+    >>> shape_summary("b.parquet", 2, 6, {"rewardbench2": 1, "trl": 1})
+    'read 6 pairs from 2 rows of b.parquet (shapes: rewardbench2 1 row, trl 1 row)'
+    """
+    if len(shapes) == 1:
+        kinds = f"shape: {next(iter(shapes))}"
+    else:
+        kinds = "shapes: " + ", ".join(f"{k} {n} row{'s' * (n != 1)}" for k, n in sorted(shapes.items()))
+    source = name if rows == pairs else f"{rows} rows of {name}"
+    return f"read {pairs} pair{'s' * (pairs != 1)} from {source} ({kinds})"
+
+
+def read_pairs(path: str | os.PathLike, *, allow_empty: bool = False, **options: Any) -> list[dict[str, Any]]:
+    """Read and validate preference pairs from a file or ``-`` into a list (:func:`iter_pairs`; same options)."""
+    return list(iter_pairs(path, allow_empty=allow_empty, **options))
+
+
+INPUT_PREFIX = "input_"  # where a score field the input already held is kept: score_chosen -> input_score_chosen
+_told: set[str] = set()  # the never-clobber notes already given in this process (each is said once)
+
+
+def is_own_scores(rec: dict[str, Any]) -> bool:
+    """Whether a row's score fields are marsctl's own (from an earlier ``score``): all four present and consistent.
+
+    >>> is_own_scores({"score_chosen": 0.5, "score_rejected": 0.25, "pred_margin": 0.25, "p_chosen": 0.562177})
+    True
+    >>> is_own_scores({"score_chosen": 8.0, "score_rejected": 3.0})
+    False
+    """
+    import math
+
+    try:
+        c, r, m, p = (float(rec[k]) for k in SCORE_FIELDS)
+    except (KeyError, TypeError, ValueError):
+        return False
+    return abs(c - r - m) <= 2e-6 and abs(1 / (1 + math.exp(-max(min(m, 700), -700))) - p) <= 2e-6
+
+
+def with_scores(rec: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``rec`` with the score ``fields``; never overwrites a value the user had.
+
+    A score field the input already holds (UltraFeedback's ``score_chosen``) is kept as ``input_<field>``,
+    said once on stderr. Rows that hold marsctl's own consistent scores (:func:`is_own_scores`: re-scoring
+    a scored file) get the new scores in their place, also said once. An ``input_<field>`` that exists
+    already with a different value is a DataError.
+    """
+    clash = [k for k in fields if k in rec]
+    if not clash:
+        return {**rec, **fields}
+    from marsctl import ui
+
+    where = f"line {rec['_line']}" if "_line" in rec else f"record {rec.get('id', '?')!r}"
+    if is_own_scores(rec):
+        if "own" not in _told:
+            _told.add("own")
+            ui.info(f"re-scoring rows that marsctl scored before (first at {where}): their {', '.join(clash)} "
+                    "are replaced by this model's")
+        return {**rec, **fields}
+    out = dict(rec)
+    for k in clash:
+        kept = INPUT_PREFIX + k
+        if kept in out and out[kept] != out[k]:
+            msg = f"{where}: the input holds both '{k}' and '{kept}'; scoring would overwrite one of them"
+            raise DataError(msg, hint=f"rename '{k}' in the input (marsctl writes its own '{k}')")
+        out[kept] = out.pop(k)
+    if "input" not in _told:
+        _told.add("input")
+        ui.warn(f"the input already holds {', '.join(clash)} (first at {where}): kept as "
+                f"{', '.join(INPUT_PREFIX + k for k in clash)}; {', '.join(clash)} now hold this model's scores")
+    out.update(fields)
+    return out
 
 
 def require_fields(records: list[dict[str, Any]], fields: Iterable[str], name: str, why: str) -> None:
@@ -185,6 +216,8 @@ def records_sha256(records: Iterable[dict[str, Any]]) -> str:
 
 def is_identical(rec: dict[str, Any]) -> bool:
     """Whether a pair's chosen and rejected are the same text once runs of whitespace are collapsed."""
+    if "_identical" in rec:  # a slim row (metrics.slim_row): its texts were compared before they were dropped
+        return bool(rec["_identical"])
     chosen, rejected = rec.get("chosen"), rec.get("rejected")
     return isinstance(chosen, str) and isinstance(rejected, str) and chosen.split() == rejected.split()
 

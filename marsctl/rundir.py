@@ -81,6 +81,8 @@ def summary(out: Path) -> dict[str, Any]:
             "train_curvature_trace": m.get("train_curvature_trace"),
             "selection_ess": sel.get("ess"),
             "selection_share_negative": sel.get("share_negative_margin"),
+            "selection_equals_uniform": sel.get("equals_uniform"),
+            "suspects": (m.get("noise") or {}).get("flagged"),
         })
     manifest = json.loads((out / "manifest.json").read_text())
     return {"run_dir": str(out), "config": manifest["config"], "heldout": manifest["heldout"],

@@ -1,6 +1,9 @@
 """The selection side of a refine round: which margins it selects on, the guard, and novelty.
 
-* :func:`crossfit_margins`: base pairs re-scored out of fold, each fold by a head that never saw it;
+* :func:`crossfit_margins`: base pairs re-scored out of fold (folds grouped by prompt), each fold by a head
+  that never saw it;
+* :func:`noise_flags` / :func:`noise_weights`: which pairs the cross-fitted margins mark as likely mislabeled,
+  and the training weight each pair gets (``RefineConfig.noise``);
 * :func:`select_guarded`: ``steps.select``, with a selection that fails the guard (:func:`guard_reasons`)
   replaced by a uniform one;
 * :func:`novelty`: how far the synthetic rows move their parents' margins in the model's eyes.
@@ -8,12 +11,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 from marsctl import steps, ui
+from marsctl.alloc import population_std
+from marsctl.errors import DataError
 from marsctl.plugin import Head
 from marsctl.records import SCORE_FIELDS
+
+SPREAD_FIELD = "pred_margin_std"  # the ensemble spread of the margin (written by score with -p ensemble=K)
 
 # A selection fails the guard when it concentrates the budget (ESS below this share of the pairs) or
 # spends most of it on pairs the model ranks the wrong way (likely label noise on human data).
@@ -21,23 +29,66 @@ GUARD_MIN_ESS_SHARE = 0.25
 GUARD_MAX_NEGATIVE_SHARE = 0.5
 
 
+def prompt_folds(rows: list[dict[str, Any]], folds: int) -> list[int]:
+    """The fold of each row: its prompt's rank of first appearance modulo ``folds`` (a prompt in one fold only).
+
+    >>> prompt_folds([{"prompt": "a"}, {"prompt": "b"}, {"prompt": "a"}, {"prompt": "c"}], 2)
+    [0, 1, 0, 0]
+    """
+    rank: dict[str, int] = {}
+    return [rank.setdefault(r["prompt"], len(rank)) % folds for r in rows]
+
+
 def crossfit_margins(scored: list[dict[str, Any]], train_rows: list[dict[str, Any]], folds: int, *,
                      head: str, params: list[str], epochs: int | None,
                      seed: Callable[[int], int]) -> list[dict[str, Any]]:
     """``scored`` with each pair's score fields from a head that never saw it.
 
-    Pair i is in fold ``i % folds``; fold f is scored by a new head trained on ``train_rows``
-    without that fold's pairs and their synthetic children, seeded ``seed(f)``.
+    Folds are grouped by prompt (``prompt_folds``; with one pair per prompt, pair i is in fold ``i % folds``):
+    no prompt has pairs on both sides. Fold f is scored by a new head trained on ``train_rows`` without that
+    fold's pairs and their synthetic children (unweighted: a ``weight`` field is left out), seeded ``seed(f)``.
     """
     out = list(scored)
+    fold_of = prompt_folds(scored, folds)
     for f in range(folds):
-        idx = list(range(f, len(scored), folds))
+        idx = [i for i, g in enumerate(fold_of) if g == f]
+        if not idx:
+            continue
         held = {scored[i]["id"] for i in idx}
-        rows = [r for r in train_rows if r["id"] not in held and r.get("parent_id") not in held]
+        rows = [{k: v for k, v in r.items() if k != "weight"} for r in train_rows
+                if r["id"] not in held and r.get("parent_id") not in held]
+        if not rows:
+            msg = f"cross-fitting needs pairs with at least 2 different prompts (fold {f} holds every one)"
+            raise DataError(msg)
         model = steps.train(rows, head=head, params=params, epochs=epochs, seed=seed(f), warn_identical=False)
         for i, rec in zip(idx, model.score([scored[i] for i in idx]), strict=True):
-            out[i] = {**scored[i], **{key: rec[key] for key in SCORE_FIELDS}}
+            out[i] = {**scored[i], **{key: rec[key] for key in (*SCORE_FIELDS, SPREAD_FIELD) if key in rec}}
     return out
+
+
+def noise_flags(margins: list[float], threshold: float) -> tuple[float, list[bool]]:
+    """std(Δ_cf) and, per pair, whether Δ_cf < −threshold·std(Δ_cf) (likely mislabeled).
+
+    >>> noise_flags([1.0, -1.0, 3.0, -3.0], 1.0)
+    (2.23606797749979, [False, False, False, True])
+    """
+    sd = population_std(margins)
+    return sd, [sd > 0 and m < -threshold * sd for m in margins]
+
+
+def noise_weights(margins: list[float], flagged: list[bool], mode: str, sd: float) -> list[float]:
+    """Training weight per pair: soft σ(2·Δ_cf/std) for every pair, drop 0 for flagged pairs, else 1.
+
+    >>> [round(w, 3) for w in noise_weights([0.0, 1.0, -2.0], [False, False, True], "soft", 1.0)]
+    [0.5, 0.881, 0.018]
+    >>> noise_weights([0.0, -2.0], [False, True], "drop", 1.0)
+    [1.0, 0.0]
+    """
+    if mode == "soft":
+        return [1.0 / (1.0 + math.exp(-2.0 * m / sd)) if sd > 0 else 1.0 for m in margins]
+    if mode == "drop":
+        return [0.0 if f else 1.0 for f in flagged]
+    return [1.0] * len(margins)
 
 
 def guard_reasons(sel: dict[str, Any]) -> list[str]:

@@ -6,8 +6,10 @@ inputs are checked before any work (:mod:`marsctl.checks`).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +18,20 @@ from marsctl.alloc import capped_allocation, largest_remainder, mix_uniform, sel
 from marsctl.checks import (
     check_budget,
     check_margins,
+    check_needs,
     check_pair_budgets,
     check_selected,
     check_weights,
     report_identical,
+    warn_identical,
 )
 from marsctl.errors import ConfigError, DataError
+from marsctl.losses import pair_weights
+from marsctl.metrics import response_lengths
 from marsctl.modeldir import load_head
 from marsctl.params import check_interval
 from marsctl.plugin import Augmenter, Head, derive_seed, keep_picked, pick_needs_model, pool_request
-from marsctl.records import count_identical, is_identical, records_sha256
+from marsctl.records import count_identical, is_identical, iter_pairs, records_sha256
 
 
 def train(
@@ -80,6 +86,7 @@ def train(
         init_name = str(init)
     given = pairs
     pairs, n_identical = _trainable(pairs, name, warn_identical)  # after the head is known good: no stray warning
+    pair_weights(pairs, name)  # a bad 'weight' field is named with its file and line before any training
     model.history_ = list(model.history_)
     previous = dict(model.manifest_) if init is not None else {}
     model.manifest_ = {}
@@ -130,14 +137,66 @@ def _trainable(pairs: list[dict[str, Any]], name: str | None, warn: bool) -> tup
 
 
 def score(records: list[dict[str, Any]], model: Head | str | Path,
-          batch_size: int | None = None, name: str | None = None) -> list[dict[str, Any]]:
+          batch_size: int | None = None, name: str | None = None, length_free: bool = False) -> list[dict[str, Any]]:
     """Score records with a head (or a model directory): adds score fields and pred_margin.
 
-    Pairs with chosen == rejected are scored and kept, with a warning on stderr.
+    Pairs with chosen == rejected are scored and kept, with a warning on stderr. ``length_free``:
+    the scores of the quality part alone (``Head.score``).
     """
     head = model if isinstance(model, Head) else load_head(model)
     report_identical(records, name, "score", "kept in the output")
-    return head.score(records, batch_size=batch_size)
+    return head.score(records, batch_size=batch_size, length_free=length_free)
+
+
+SCORE_CHUNK = 4096  # pairs a streaming score holds at once; the scores do not depend on it
+
+
+def iter_score(records: Iterable[dict[str, Any]], model: Head, batch_size: int | None = None,
+               chunk: int = SCORE_CHUNK, length_free: bool = False) -> Iterator[dict[str, Any]]:
+    """Score a stream of records ``chunk`` pairs at a time (``Head.score``), so memory is bounded by a chunk.
+
+    Each pair's scores are the same whatever ``chunk`` and ``batch_size`` (tests/test_streaming.py). It
+    does not warn about pairs with chosen == rejected: a streaming caller counts them in its checking pass
+    (:func:`scan_pairs`).
+    """
+    it = iter(records)
+    while part := list(itertools.islice(it, chunk)):
+        yield from model.score(part, batch_size=batch_size, length_free=length_free)
+
+
+def scan_pairs(path: str, name: str) -> dict[str, Any]:
+    """Check every record of a pairs file (``records.iter_pairs``), keeping none: ``{"pairs": n, "identical": ...}``.
+
+    ``identical`` is ``records.count_identical``'s answer. A command that streams its output runs this
+    first, so bad input fails before anything is written.
+    """
+    n, bad, first = 0, 0, None
+    for rec in iter_pairs(path, name=name, announce=True):
+        n += 1
+        if is_identical(rec):
+            bad += 1
+            first = first or rec["_line"]
+    return {"pairs": n, "identical": {"n": bad, "first_line": first}}
+
+
+def score_slim(path: str, name: str, model: Head, scored_out: str | None = None,
+               batch_size: int | None = None) -> list[dict[str, Any]]:
+    """Score a pairs file in bounded memory for the metrics: the rows without their texts (``metrics.slim_row``).
+
+    The whole file is checked first (:func:`scan_pairs`); with ``scored_out``, each scored row is
+    written there as it comes (``jsonio.record_writer``: atomic for a file).
+    """
+    from marsctl.jsonio import record_writer
+    from marsctl.metrics import slim_row
+
+    warn_identical(scan_pairs(path, name)["identical"], name, "score", "kept in the output")
+    slim = []
+    with record_writer(scored_out) if scored_out else contextlib.nullcontext(None) as write:
+        for rec in iter_score(iter_pairs(path, name=name), model, batch_size=batch_size):
+            if write is not None:
+                write(rec)
+            slim.append(slim_row(rec))
+    return slim
 
 
 def select(
@@ -163,10 +222,13 @@ def select(
     check_interval(mix, "mix_uniform", "select", low=0, high=1)
     margins = check_margins(scored, name)
     selector = registry.create("selector", strategy, params)
-    q = check_weights(selector, margins)
+    check_needs(selector, scored, name)
+    q = check_weights(selector, margins, scored)
     if mix:
         q = mix_uniform(q, mix)
     budgets = _allocate(q, budget, cap, derive_seed(seed, "select"))
+    # Whether the tilt changed anything: at budget n, flat margins round every pair to uniform's one row.
+    same_as_uniform = budgets == _allocate([1.0] * len(q), budget, cap, derive_seed(seed, "select"))
     check_pair_budgets(budgets, scored, name, selector.name)
     identical = (report_identical(scored, name, "select", "kept in the output") if warn_identical  # all checks passed
                  else count_identical(scored))
@@ -178,15 +240,30 @@ def select(
         out.append(new)
     summary = _selection_report(selector, scored, margins, q, budgets)
     summary["cap"], summary["mix_uniform"] = cap, mix
+    summary["equals_uniform"] = same_as_uniform
     summary["identical_pairs"] = identical["n"]
     return out, summary
+
+
+def with_texts(row: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
+    """A row that :func:`select` gave a slim input (``metrics.slim_row``), with the texts of ``full`` put back.
+
+    >>> with_texts({"id": "a", "_len_chosen": 1, "_len_rejected": 1, "_identical": False, "budget": 2},
+    ...            {"id": "a", "prompt": "p", "chosen": "x", "rejected": "y"})
+    {'id': 'a', 'prompt': 'p', 'chosen': 'x', 'rejected': 'y', 'budget': 2}
+    """
+    from marsctl.metrics import SLIM_FIELDS
+
+    new = dict(full)
+    new.update((k, v) for k, v in row.items() if k not in SLIM_FIELDS)
+    return new
 
 
 def _selection_report(selector: Any, scored: list[dict[str, Any]], margins: list[float], q: list[float],
                       budgets: list[int]) -> dict[str, Any]:
     """The selection's diagnostics (``alloc.selection_summary``), its length bias and the selector's settings."""
     summary = selection_summary(margins, q, budgets)
-    longer = [len(r["chosen"]) > len(r["rejected"]) for r in scored]
+    longer = [c > r for c, r in map(response_lengths, scored)]
     summary["p_chosen_longer_selected"] = round(sum(b for b, x in zip(budgets, longer, strict=True) if x)
                                                 / sum(budgets), 4)
     summary["p_chosen_longer_all"] = round(sum(longer) / len(longer), 4)
@@ -251,6 +328,35 @@ def augment(
     return rows, _augment_stats(augmenter, rows, selected, report)
 
 
+AUGMENT_CHUNK = 512  # selected pairs a streaming augment holds at once
+
+
+def iter_augment(selected: Iterable[dict[str, Any]], augmenter: Augmenter, *, round: int = 1,
+                 model: Head | str | Path | None = None, name: str = "<input>", progress: Any = None,
+                 semantic_tries: int = 0, chunk: int = AUGMENT_CHUNK,
+                 ) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any]]]:
+    """:func:`augment` over a stream, ``chunk`` selected rows at a time: yields (rows, stats so far) per chunk.
+
+    The rows are the same as one :func:`augment` call makes (pools and draws are seeded per pair).
+    A directory ``model`` is loaded once. Semantic refinement needs every row's contrast (its threshold
+    is their mean), so with ``semantic_tries`` the stream is read whole, as one chunk. At least one
+    (possibly empty) chunk is yielded, so the last stats are always there.
+    """
+    it = iter(selected)
+    size = None if semantic_tries else chunk
+    first = True
+    while (part := list(itertools.islice(it, size))) or first:
+        first = False
+        if model is not None and not isinstance(model, Head):
+            _, picks = check_selected(part, name, model)
+            if semantic_tries or any(pick_needs_model(p) for p in picks):
+                model = load_head(model)  # once: the next chunks get the head object
+        yield augment(part, augmenter, round=round, model=model, name=name, progress=progress,
+                      semantic_tries=semantic_tries)
+        if size is None:
+            return
+
+
 def _head_for(model: Head | str | Path | None, needed: bool) -> Head | None:
     """``model`` as a head object (a directory is loaded), when it is given and needed."""
     if model is None or not needed:
@@ -274,6 +380,9 @@ def _augment_stats(augmenter: Augmenter, rows: list[dict[str, Any]], selected: l
     """The augmenter's counters and name; after semantic refinement its report, marked on each row too."""
     stats: dict[str, Any] = dict(augmenter.stats_)
     stats["backend"] = augmenter.name
+    provenance = getattr(augmenter, "provenance_", None)  # an augmenter written before the attribute has none
+    if provenance:
+        stats["provenance"] = dict(provenance)
     if report is not None:
         stats["semantic"] = report
         _mark_semantic(rows, selected)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from marsctl.alloc import largest_remainder
+from marsctl.errors import ConfigError, DataError
 from marsctl.modeldir import load_head
 from marsctl.plugin import PICKS, Augmenter, Head, Selector
 
@@ -73,6 +74,10 @@ def check_augmenter(cls: type[Augmenter], config: Any = None, pairs: list[dict] 
 def check_head(cls: type[Head], config: Any = None, pairs: list[dict] | None = None, epochs: int = 2) -> None:
     """fit returns self and changes the scores; scores are finite and consistent; save → load gives the same scores.
 
+    Also: bad per-pair weights are refused and (for a deterministic head) weight 0 trains as without
+    the pair, doubling every weight changes nothing and unequal weights change the scores; a head
+    with a length term scores quality + length and scores length-free; ensemble spreads are >= 0.
+
     ``config`` should make ``fit`` change the weights in ``epochs`` passes over ``pairs`` (a learning
     rate above 0, at least one step).
     """
@@ -92,6 +97,7 @@ def check_head(cls: type[Head], config: Any = None, pairs: list[dict] | None = N
     for pair, rec in zip(pairs, scored, strict=True):
         assert abs(rec["pred_margin"] - (rec["score_chosen"] - rec["score_rejected"])) < 1e-5
         assert rec.get("margin") == pair.get("margin"), f"{name}.score changed the label-side margin"
+    _check_score_parts(head, pairs, scored)
     with tempfile.TemporaryDirectory() as tmp:
         head.save(Path(tmp) / "m")
         again = load_head(Path(tmp) / "m")
@@ -99,3 +105,64 @@ def check_head(cls: type[Head], config: Any = None, pairs: list[dict] | None = N
         s2 = again.score_batch(prompts, responses)
         assert max(abs(x - y) for x, y in zip(scores, s2, strict=True)) < 1e-5, "scores changed after save/load"
         assert again.score(pairs) == scored, f"{name}: scored records changed after save/load"
+    _check_weights(cls, config, pairs, epochs)
+
+
+def _check_score_parts(head: Head, pairs: list[dict], scored: list[dict]) -> None:
+    """Ensemble spreads are finite and >= 0 (0 for one member); score = quality + length; length-free scoring."""
+    name = type(head).__name__
+    for rec in scored:
+        if "pred_margin_std" in rec:
+            assert math.isfinite(rec["pred_margin_std"]) and rec["pred_margin_std"] >= 0, f"{name}: bad spread"
+            if getattr(head.config, "ensemble", None) == 1:
+                assert rec["pred_margin_std"] == 0, f"{name}: one network, yet a margin spread"
+    if "quality_chosen" not in scored[0]:
+        try:
+            head.score(pairs, length_free=True)
+        except ConfigError:
+            return
+        raise AssertionError(f"{name}: length-free scores without a length term")
+    free = head.score(pairs, length_free=True)
+    for full, lf in zip(scored, free, strict=True):
+        for side in ("chosen", "rejected"):
+            parts = full[f"quality_{side}"] + full[f"length_{side}"]
+            assert abs(full[f"score_{side}"] - parts) < 1e-9, f"{name}: score_{side} is not quality + length"
+            assert lf[f"score_{side}"] == full[f"quality_{side}"], f"{name}: length-free score is not the quality"
+            assert abs(full[f"score_{side}"] - lf[f"score_{side}"] - full[f"length_{side}"]) < 1e-9
+        assert abs(lf["pred_margin"] - (lf["score_chosen"] - lf["score_rejected"])) < 1e-5
+
+
+def _check_weights(cls: type[Head], config: Any, pairs: list[dict], epochs: int) -> None:
+    """Bad weights are refused; for a deterministic head, weight 0 = without the pair and weights change training."""
+    name = cls.__name__
+    for bad in (-1.0, math.nan, "2"):
+        try:
+            cls(config, seed=3).fit([{**pairs[0], "weight": bad}, *pairs[1:]], epochs=epochs)
+        except DataError:
+            continue
+        raise AssertionError(f"{name}.fit accepted weight {bad!r} (use marsctl.losses.pair_weights)")
+    try:
+        cls(config, seed=3).fit([{**p, "weight": 0} for p in pairs], epochs=epochs)
+    except DataError:
+        pass
+    else:
+        raise AssertionError(f"{name}.fit trained on pairs whose weights are all 0")
+
+    def fitted(rows: list[dict]) -> list[float]:
+        head = cls(config, seed=3).fit(rows, epochs=epochs)
+        return head.score_batch([p["prompt"] for p in pairs], [p["chosen"] for p in pairs])
+
+    base = fitted(pairs)
+    if fitted(pairs) != base:  # not deterministic: the comparisons below would not mean anything
+        return
+    zero = fitted([{**pairs[0], "weight": 0}, *pairs[1:]])
+    assert _close(zero, fitted(pairs[1:]), 1e-6), f"{name}: weight 0 does not train as without the pair"
+    assert _close(fitted([{**p, "weight": 2} for p in pairs]), base, 1e-4), \
+        f"{name}: doubling every weight changed training (the loss must be the weighted mean)"
+    half = len(pairs) // 2
+    tilted = fitted([{**p, "weight": 3 if i < half else 1} for i, p in enumerate(pairs)])
+    assert not _close(tilted, base, 1e-7), f"{name}: per-pair weights do not reach the loss"
+
+
+def _close(a: list[float], b: list[float], tol: float) -> bool:
+    return max(abs(x - y) for x, y in zip(a, b, strict=True)) < tol

@@ -39,15 +39,41 @@ def quiet() -> Iterator[None]:
         _quiet -= 1
 
 
+_notes: list[str] = []  # log lines held back until the command speaks again (dropped if it fails first)
+
+
+def note(message: str) -> None:
+    """A log line held back until the next line, table or progress bar on stderr (or the command's success).
+
+    What was read (``records.iter_pairs(announce=True)``) is said this way, so that input refused by a
+    later check still gets one ``Error:`` line and nothing else (``drop_notes``).
+    """
+    if not _quiet:
+        _notes.append(message)
+
+
+def flush_notes() -> None:
+    """Print the held-back notes."""
+    while _notes:
+        console().print(_notes.pop(0), markup=False)
+
+
+def drop_notes() -> None:
+    """Forget the held-back notes (the command failed)."""
+    _notes.clear()
+
+
 def info(message: str) -> None:
     """A log line on stderr."""
     if not _quiet:
+        flush_notes()
         console().print(message, markup=False)
 
 
 def warn(message: str) -> None:
     """A warning on stderr."""
     if not _quiet:
+        flush_notes()
         console().print(f"Warning: {message}", style="yellow", markup=False)
 
 
@@ -56,6 +82,8 @@ def progress(description: str, total: int | None, unit: str = "items") -> Iterat
     """A progress bar on stderr; yields ``advance(n)``. Quiet when stderr is not a TTY or total is small."""
     show = (sys.stderr.isatty() and (total is None or total > 0) and not os.environ.get("MARSCTL_NO_PROGRESS")
             and not _quiet)
+    if show:
+        flush_notes()
     if not show:
         yield lambda n=1: None
         return
@@ -79,6 +107,7 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     """Print a table on stderr."""
     if _quiet:
         return
+    flush_notes()
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")

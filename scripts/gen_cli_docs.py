@@ -15,8 +15,8 @@ os.environ["NO_COLOR"] = "1"
 os.environ["TERM"] = "dumb"
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = [[], ["train"], ["score"], ["select"], ["augment"], ["refine"], ["eval"], ["compare"],
-            ["plugins"], ["plugins", "show"]]
+COMMANDS = [[], ["train"], ["score"], ["select"], ["augment"], ["refine"], ["eval"], ["compare"], ["report"],
+            ["convert"], ["export"], ["plugins"], ["plugins", "show"]]
 
 
 def render() -> str:

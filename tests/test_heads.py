@@ -100,9 +100,9 @@ def test_threads_apply_while_training_and_torch_is_left_as_it_was(tiny):
     seen = []
 
     class Probe(registry.load("head", "linear")):
-        def _train_loop(self, *args):
+        def _train_loop(self, member, rows, epochs, shuffle):
             seen.append(torch.get_num_threads())
-            return 0
+            return 0, [0.0] * epochs  # (steps, loss per epoch)
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -116,3 +116,94 @@ def test_compare_statistics_by_hand():
 
 def test_mean_std_is_the_population_std():
     assert metrics.mean_std([0.25, 0.75]) == (0.5, 0.25)
+
+
+def _row(subset, margin, group=None, lc=5, lr=3):
+    r = {"pred_margin": margin, "score_chosen": margin, "score_rejected": 0.0, "subset": subset,
+         "_len_chosen": lc, "_len_rejected": lr}
+    if group is not None:
+        r["group_id"] = group
+    return r
+
+
+def test_rewardbench_sections_are_prompt_weighted():
+    rows = [_row("alpacaeval-easy", 1.0), _row("alpacaeval-easy", -1.0), _row("mt-bench-easy", 1.0),
+            _row("llmbar-natural", -1.0), _row("refusals-dangerous", 1.0), _row("donotanswer", -1.0),
+            _row("math-prm", 1.0), *[_row(f"hep-{lang}", -1.0) for lang in ("cpp", "go", "java", "js", "python", "rust")]]
+    out = metrics.evaluate(rows, n_boot=200)
+    rb = out["rewardbench"]
+    want = {"Chat": (0.5 * 100 + 1.0 * 28) / (100 + 28),  # alpacaeval-easy weighs 100, mt-bench-easy 28
+            "Chat Hard": 0.0,
+            "Safety": 100 / (100 + 136),  # refusals-dangerous 100, donotanswer 136
+            "Reasoning": 0.5}  # math-prm counts 984 = the six hep-* subsets' 6 × 164: half math, half code
+    assert rb["sections"] == pytest.approx(want)
+    assert rb["score"] == pytest.approx(sum(want.values()) / 4)
+    assert "xstest-should-refuse" in rb["missing_subsets"] and rb["other_subsets"] == []
+    # the plain mean of the Reasoning subsets would be 1/7: the weights matter. The '/'-prefix sections
+    # are left to other subsets.
+    assert out["subsets"]["math-prm"]["accuracy"] == 1.0 and "sections" not in out
+    mixed = metrics.evaluate([*rows, _row("A/x", 1.0), _row("A/y", -1.0)], n_boot=200)
+    assert mixed["sections"] == {"A": 0.5} and mixed["rewardbench"]["other_subsets"] == ["A/x", "A/y"]
+    # a section whose subsets are all missing is absent (RewardBench itself writes 0), and no headline score then
+    part = metrics.rewardbench_sections({"mt-bench-hard": 0.25})
+    assert part["sections"] == {"Chat Hard": 0.25} and part["score"] is None
+    assert metrics.rewardbench_sections({"A/x": 1.0}) is None
+    assert "rewardbench" not in metrics.evaluate([_row("A/x", 1.0)], n_boot=200)
+
+
+def test_best_of_n_on_hand_built_groups():
+    rows = [_row("math", 1.0, "a"), _row("math", 2.0, "a"), _row("math", 0.5, "a"),  # chosen beats all three
+            _row("math", 1.0, "b"), _row("math", -0.1, "b"),  # one rejected wins
+            _row("Ties", 0.0, "c"), _row("Ties", 3.0, "c"),  # a tie counts as wrong
+            _row("math", 5.0)]  # no group
+    bon = metrics.evaluate(rows, n_boot=200)["best_of_n"]
+    assert (bon["groups"], bon["pairs"], bon["ungrouped_pairs"], bon["ties"]) == (3, 7, 1, 1)
+    assert bon["accuracy"] == pytest.approx(1 / 3)
+    assert bon["chance"] == pytest.approx((1 / 4 + 1 / 3 + 1 / 3) / 3)
+    assert bon["subsets"] == {"Ties": {"groups": 1, "accuracy": 0.0}, "math": {"groups": 2, "accuracy": 0.5}}
+    assert "Ties" in bon["ties_subset_note"]
+    lo, hi = bon["accuracy_ci95"]
+    assert 0 <= lo <= 1 / 3 <= hi <= 1
+    assert "best_of_n" not in metrics.evaluate(rows[-1:], n_boot=200)
+
+
+def test_reward_margin_and_length_diagnostics_by_hand():
+    # chosen longer in rows 0-2 (2 right), shorter in rows 3-4 (1 right), equal in row 5 (right)
+    rows = [_row("A", 1.0, lc=9, lr=1), _row("A", 2.0, lc=8, lr=2), _row("A", -1.0, lc=7, lr=3),
+            _row("B", 4.0, lc=1, lr=9), _row("B", -2.0, lc=2, lr=8), _row("B", 0.5, lc=4, lr=4)]
+    out = metrics.evaluate(rows, n_boot=200)
+    assert out["mean_chosen_reward"] == pytest.approx(4.5 / 6) and out["mean_rejected_reward"] == 0.0
+    q = np.percentile([1, 2, -1, 4, -2, 0.5], [5, 25, 50, 75, 95])
+    assert out["margin_quantiles"] == pytest.approx(dict(zip(["5", "25", "50", "75", "95"], q, strict=True)))
+    ln = out["length"]
+    assert ln["chosen_longer"] == {"n": 3, "accuracy": pytest.approx(2 / 3)}
+    assert ln["chosen_shorter"] == {"n": 2, "accuracy": 0.5} and ln["equal_length"] == {"n": 1, "accuracy": 1.0}
+    lengths = [9, 8, 7, 1, 2, 4, 1, 2, 3, 9, 8, 4]
+    rewards = [1.0, 2.0, -1.0, 4.0, -2.0, 0.5] + [0.0] * 6
+    assert ln["reward_vs_length"]["pearson"] == pytest.approx(np.corrcoef(lengths, rewards)[0, 1])
+    ranks = [np.argsort(np.argsort(v)) for v in ([8, 6, 4, -8, -6], [1.0, 2.0, -1.0, 4.0, -2.0])]
+    assert metrics.correlation([8, 6, 4, -8, -6], [1.0, 2.0, -1.0, 4.0, -2.0])["spearman"] == pytest.approx(
+        np.corrcoef(*ranks)[0, 1])
+    # |Δ| sorted (stable): 0.5+ 1+ | 1− 2+ | 2− | 4+ → buckets of 2, 2, 1, 1 (equal mass, first ones larger)
+    assert [(b["n"], b["accuracy"]) for b in out["accuracy_by_margin"]] == [(2, 1.0), (2, 0.5), (1, 0.0), (1, 1.0)]
+    assert out["accuracy_by_margin"][0]["abs_margin"] == [0.5, 1.0]
+    sub = out["subsets"]["B"]
+    assert sub["length"]["chosen_shorter"]["n"] == 2 and sub["accuracy"] == pytest.approx(2 / 3)
+    assert sub["length_baseline"]["shorter"] == pytest.approx(2 / 3) and len(sub["accuracy_ci95"]) == 2
+    assert set(sub["calibration"]) == {"ece", "n_bins", "brier", "log_loss"}
+    assert metrics.correlation([1, 1, 1], [1, 2, 3]) == {"spearman": None, "pearson": None}
+
+
+def test_evaluate_on_slim_rows_equals_full_rows():
+    import json
+    from pathlib import Path
+
+    rows = [json.loads(line) for line in (Path(__file__).parents[1] / "fixtures" / "tiny_test.jsonl").open()]
+    rng = np.random.default_rng(0)
+    for i, r in enumerate(rows):
+        r["score_chosen"], r["score_rejected"] = float(rng.normal(0.2)), float(rng.normal())
+        r["pred_margin"] = r["score_chosen"] - r["score_rejected"]
+        r["subset"], r["group_id"] = ("alpacaeval-easy", "hep-go")[i % 2], i // 3
+    full = metrics.evaluate(rows, n_boot=200, calibrate=0.5)
+    slim = metrics.evaluate([metrics.slim_row(r) for r in rows], n_boot=200, calibrate=0.5)
+    assert slim == full and full["length"]["chosen_longer"]["n"] > 0

@@ -245,3 +245,20 @@ def test_scores_do_not_depend_on_batch_size_or_cache_order(tmp_path, model_dir):
                             check=True).stdout)
     assert outs[0] == outs[1] == outs[2]
     assert len(outs[0].splitlines()) == 40
+
+
+def test_outputs_get_the_mode_of_a_plain_open_not_mkstemps(tmp_path):
+    """A written file is 0666 less the umask (mkstemp alone would leave 0600); a new folder 0777 less it."""
+    import stat
+
+    from marsctl.jsonio import write_records
+    from marsctl.outputs import new_temp_dir
+
+    old = os.umask(0o022)
+    try:
+        write_records([{"a": 1}], tmp_path / "out.jsonl")
+        folder = new_temp_dir(tmp_path / "model")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out.jsonl").stat().st_mode) == 0o644
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755

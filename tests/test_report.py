@@ -88,6 +88,8 @@ def test_compare_markdown():
         "|---|---|---|---|---|---|---|---|---|---|",
         "| mars | 10.5 | 3.0 | 8.0 | 0.125 | 0.500 | 0.625 | 0.1875 |  | 0 |",
         "",
+        "Length baseline on the same test rows: pick the longer response 70.0 %, the shorter 30.0 %.",
+        "",
     ]
 
 

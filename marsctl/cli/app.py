@@ -9,8 +9,10 @@ from marsctl import __version__
 app = typer.Typer(
     name="marsctl",
     help="Margin-aware reward modeling with self-refinement (MARS): train a Bradley–Terry reward model, "
-    "find the pairs it is unsure of, augment those, retrain. Commands read JSONL from a file or '-' "
-    "and write JSONL to -o or stdout; logs, progress and tables go to stderr.",
+    "find the pairs it is unsure of, augment those, retrain. Commands read pairs from a file or '-' "
+    "(JSONL, also compressed, Parquet, CSV, a datasets folder or a cached hub dataset; see --format) and write "
+    "JSONL to stdout, or the format -o's extension names (.jsonl, .jsonl.gz, .parquet, .csv); logs, progress "
+    "and tables go to stderr.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -33,9 +35,21 @@ def _root(
 
 
 def _register() -> None:
-    from marsctl.cli import augment, compare, evaluate, plugins, refine, score, select, train
+    from marsctl.cli import (
+        augment,
+        compare,
+        convert,
+        evaluate,
+        export,
+        plugins,
+        refine,
+        report,
+        score,
+        select,
+        train,
+    )
 
-    for mod in (train, score, select, augment, refine, evaluate, compare):
+    for mod in (train, score, select, augment, refine, evaluate, compare, convert, export, report):
         mod.register(app)
     app.add_typer(plugins.app, name="plugins")
 

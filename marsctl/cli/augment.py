@@ -6,12 +6,14 @@ import typer
 
 from marsctl.cli.common import (
     alias,
+    format_option,
     handle_errors,
+    input_file,
     merged_params,
     option_from,
     param_option,
-    read_input,
     semantic_option,
+    split_option,
     tries_option,
 )
 
@@ -24,6 +26,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def augment_cmd(
         selected: str = typer.Argument("-", help="Selected pairs (from 'marsctl select') or '-'."),
+        fmt: str = format_option(),
+        split: str = split_option(),
         backend: str = option_from(RefineConfig, "backend", "--backend"),
         seed: int = typer.Option(0, "--seed", help="Seed for variants and draws."),
         round_: int = typer.Option(1, "--round", help="Round number written into provenance."),
@@ -38,18 +42,28 @@ def register(app: typer.Typer) -> None:
         """Emit synthetic pairs (labels kept, provenance added) for rows with budget > 0."""
         from marsctl import steps, ui
         from marsctl.checks import check_selected
-        from marsctl.jsonio import write_records
+        from marsctl.jsonio import record_writer
         from marsctl.outputs import check_file_output
+        from marsctl.records import iter_pairs
 
-        check_file_output(output, [selected, model])
-        records, name = read_input(selected)
-        counts, _ = check_selected(records, name, model)  # before the plugin loads or prints anything
-        aug = steps.make_augmenter(backend, merged_params(param, param_alias), seed=seed)
-        todo = sum(1 for b in counts if b > 0)
-        with ui.progress(f"augment ({backend})", todo, "pairs") as advance:
-            rows, stats = steps.augment(records, aug, round=round_, model=model, name=name, progress=advance,
-                                        semantic_tries=tries if semantic else 0)
-        write_records(rows, output)
+        check_file_output(output, [selected, model], records=True)
+        with input_file(selected, format=fmt, split=split) as (src, name):
+            # Pass 1 checks every row and keeps only what the check reads; pass 2 streams the rows to augment.
+            keep = ("budget", "selection", "_line")
+            counts, _ = check_selected([{k: r[k] for k in keep if k in r} for r in iter_pairs(src, name=name,
+                                        announce=True)], name, model)  # before the plugin loads or prints anything
+            aug = steps.make_augmenter(backend, merged_params(param, param_alias), seed=seed)
+            todo = sum(1 for b in counts if b > 0)
+            n_rows = 0
+            with ui.progress(f"augment ({backend})", todo, "pairs") as advance, record_writer(output) as write:
+                rows_in = (r for r in iter_pairs(src, name=name) if r.get("budget", 0) > 0)
+                stats: dict = {}
+                for rows, so_far in steps.iter_augment(rows_in, aug, round=round_, model=model, name=name,
+                                                       progress=advance, semantic_tries=tries if semantic else 0):
+                    for row in rows:
+                        write(row)
+                    n_rows += len(rows)
+                    stats = so_far
         if "semantic" in stats:
             s = stats["semantic"]
             ui.info(f"semantic refinement: {s['low_contrast']} low-contrast pairs (d < {s['threshold']:.4f}); "
@@ -58,6 +72,6 @@ def register(app: typer.Typer) -> None:
         extra = {k: v for k, v in stats.items() if k.startswith(("filter_", "cache_", "generate_"))}
         if extra:
             ui.info("augment stats: " + ", ".join(f"{k}={v}" for k, v in sorted(extra.items())))
-        ui.info(f"augment {backend}: {len(rows)} synthetic pairs from {stats['pairs']} selected pairs"
+        ui.info(f"augment {backend}: {n_rows} synthetic pairs from {stats['pairs']} selected pairs"
                 + (f"; {stats['cycled_rows']} rows re-drawn from exhausted pools" if stats["cycled_rows"] else "")
                 + (f"; {stats['short_pools']} pools smaller than their budget" if stats["short_pools"] else ""))

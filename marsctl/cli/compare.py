@@ -9,6 +9,7 @@ from marsctl.cli.common import (
     alpha_option,
     alpha_scale_option,
     default_of,
+    format_option,
     handle_errors,
     help_of,
     merged,
@@ -17,6 +18,7 @@ from marsctl.cli.common import (
     param_option,
     read_input,
     selector_params,
+    split_option,
 )
 
 
@@ -34,6 +36,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def compare_cmd(
         pairs: str = typer.Argument(..., help="Preference pairs (JSONL)."),
+        fmt: str = format_option(),
+        split: str = split_option(),
         heldout: str = typer.Option(None, "--eval", help="A fixed held-out file (else a grouped split per seed)."),
         heldout_alias: str = alias("--heldout"),
         test_frac: float = option_from(C, "test_frac", "--test-frac"),
@@ -51,6 +55,9 @@ def register(app: typer.Typer) -> None:
         alpha_scale: str = alpha_scale_option(),
         cap: int = option_from(shared, "cap", "--cap"),
         crossfit: int = option_from(shared, "crossfit", "--crossfit"),
+        noise: str = option_from(shared, "noise", "--noise"),
+        noise_threshold: float = option_from(shared, "noise_threshold", "--noise-threshold"),
+        noise_folds: int = option_from(shared, "noise_folds", "--noise-folds"),
         guard: bool = option_from(shared, "guard", "--guard"),
         mix: float = option_from(shared, "mix_uniform", "--mix-uniform"),
         out: str = typer.Option("runs/compare", "--out", help="Output directory (resumable)."),
@@ -71,10 +78,11 @@ def register(app: typer.Typer) -> None:
                                      head_params=merged_params(head_param, head_param_alias),
                                      selector_params=selector_params(selector_param, alpha, alpha_scale),
                                      augment_params=list(augment_param or []), cap=cap, crossfit=crossfit,
-                                     guard=guard, mix_uniform=mix)
+                                     guard=guard, mix_uniform=mix, noise=noise, noise_threshold=noise_threshold,
+                                     noise_folds=noise_folds)
         cfg = C(strategies=_list(strategies), seeds=seeds, protocols=_list(protocols), test_frac=test_frac,
                 refine=refine)
         check_run_dir(out, [pairs, heldout], marker="compare.json")
-        records, name = read_input(pairs)
+        records, name = read_input(pairs, format=fmt, split=split)
         held = read_pairs(heldout) if heldout else None
         Compare(records, out, cfg, heldout=held, input_name=name, heldout_name=heldout).run()

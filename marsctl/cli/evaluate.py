@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 import typer
 
-from marsctl.cli.common import handle_errors, read_input
+from marsctl.calibration import ECE_BINS
+from marsctl.cli.common import format_option, handle_errors, input_file, split_option
 
 
 def register(app: typer.Typer) -> None:
@@ -16,15 +18,31 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def eval_cmd(
         pairs: str = typer.Argument("-", help="Held-out pairs (JSONL) or '-'."),
+        fmt: str = format_option(),
+        split: str = split_option(),
         model: str = typer.Option(..., "-m", "--model", help="Model directory."),
         as_json: bool = typer.Option(False, "--json", help="Write the metrics as JSON on stdout."),
         scored_out: str = typer.Option(None, "--scored", help="Also write the scored rows here."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and of the --calibrate split."),
         n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples for the CI."),
+        n_bins: int = typer.Option(ECE_BINS, "--bins", help="Equal-mass bins of the ECE and the reliability table."),
+        calibrate: float = typer.Option(None, "--calibrate", metavar="FRACTION",
+                                        help="Fit a temperature on this seeded fraction of the pairs (rows sharing "
+                                             "a group_id stay together); report raw and calibrated figures on the "
+                                             "rest."),
+        calibration_split: str = typer.Option(None, "--calibration-split", metavar="FILE",
+                                              help="Fit the temperature on these pairs instead (scored with the same "
+                                                   "model); report on all of PAIRS."),
     ) -> None:
-        """Held-out metrics: accuracy with a bootstrap 95% CI, ROC-AUC, SNR, σ'(Δ), length baseline, subsets."""
+        """Held-out metrics: accuracy with a bootstrap 95% CI, ROC-AUC, SNR, σ'(Δ), calibration, length, subsets.
+
+        Calibration of p = σ(Δ): ECE over equal-mass bins, Brier, log loss and a reliability table; with
+        --calibrate or --calibration-split, a fitted temperature and the calibrated figures beside the raw ones.
+        Also: mean chosen and rejected reward, margin quantiles, accuracy by |Δ| quartile, reward against
+        response length beside the length baseline, per-subset figures with CIs, RewardBench v1 section
+        scores when the subsets are RewardBench's, and best-of-N accuracy over rows sharing a group_id.
+        """
         from marsctl import steps
-        from marsctl.jsonio import write_records
         from marsctl.metrics import evaluate
         from marsctl.modeldir import load_head
         from marsctl.outputs import check_file_output
@@ -33,16 +51,42 @@ def register(app: typer.Typer) -> None:
         from marsctl.report import print_eval
 
         check_interval(n_boot, "n_boot", "eval", kind=int, low=100)
-        check_file_output(scored_out, [pairs, model], flag="--scored")
+        check_interval(n_bins, "bins", "eval", kind=int, low=1)
+        check_calibration_options(calibrate, calibration_split, pairs)
+        check_file_output(scored_out, [pairs, model], flag="--scored", records=True)
         head = load_head(model)
-        records, name = read_input(pairs)
-        scored = steps.score(records, head, name=name)
-        metrics = evaluate(scored, seed=seed, n_boot=n_boot)
-        metrics["heldout"] = {"path": name, "sha256": file_sha256(pairs) if pairs != "-" else None}
+        calib_rows = None
+        if calibration_split:  # first, so that a bad calibration file fails before --scored is written
+            with input_file(calibration_split, format=fmt, split=split) as (src, cname):
+                calib_rows = steps.score_slim(src, cname, head)
+        # streamed: the metrics keep slim rows, --scored is written as it goes
+        with input_file(pairs, format=fmt, split=split) as (src, name):
+            scored = steps.score_slim(src, name, head, scored_out)
+        metrics = evaluate(scored, seed=seed, n_boot=n_boot, n_bins=n_bins, calibrate=calibrate,
+                           calibration_rows=calib_rows)
+        if calibration_split:
+            metrics["temperature_scaling"]["fit"].update(
+                path=calibration_split,
+                sha256=file_sha256(calibration_split) if os.path.isfile(calibration_split) else None)
+        metrics["heldout"] = {"path": name, "sha256": file_sha256(pairs) if os.path.isfile(pairs) else None}
         metrics["model"] = model
-        if scored_out:
-            write_records(scored, scored_out)
         print_eval(metrics)
         if as_json:
             typer.echo(json.dumps(metrics, indent=2))
 
+
+
+def check_calibration_options(calibrate: float | None, calibration_split: str | None, pairs: str) -> None:
+    """--calibrate is a fraction in (0, 1); it and --calibration-split exclude each other; the split is another file."""
+    from marsctl.errors import ConfigError
+    from marsctl.params import check_interval
+
+    if calibrate is not None and calibration_split:
+        raise ConfigError("give --calibrate FRACTION or --calibration-split FILE, not both")
+    if calibrate is not None:
+        check_interval(calibrate, "calibrate", "eval", low=0, high=1, closed="neither")
+    if calibration_split and (calibration_split == "-" or (
+            pairs != "-" and os.path.exists(calibration_split) and os.path.exists(pairs)
+            and os.path.samefile(calibration_split, pairs))):
+        raise ConfigError(f"--calibration-split {calibration_split} must be a file other than the held-out pairs",
+                          hint="to fit and report on one file, use --calibrate FRACTION")

@@ -8,6 +8,7 @@ from marsctl.cli.common import (
     alias,
     alpha_option,
     alpha_scale_option,
+    format_option,
     handle_errors,
     merged,
     merged_params,
@@ -16,6 +17,7 @@ from marsctl.cli.common import (
     read_input,
     selector_params,
     semantic_option,
+    split_option,
     tries_option,
 )
 
@@ -28,6 +30,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def refine_cmd(
         pairs: str = typer.Argument(..., help="Base (human) preference pairs, JSONL."),
+        fmt: str = format_option(),
+        split: str = split_option(),
         rounds: int = option_from(C, "rounds", "--rounds", "-r"),
         budget: int = option_from(C, "budget", "--budget", "-b"),
         strategy: str = option_from(C, "strategy", "--strategy", "-s"),
@@ -46,6 +50,9 @@ def register(app: typer.Typer) -> None:
         mix: float = option_from(C, "mix_uniform", "--mix-uniform"),
         match_steps: bool = option_from(C, "match_steps", "--match-steps/--same-epochs"),
         crossfit: int = option_from(C, "crossfit", "--crossfit"),
+        noise: str = option_from(C, "noise", "--noise"),
+        noise_threshold: float = option_from(C, "noise_threshold", "--noise-threshold"),
+        noise_folds: int = option_from(C, "noise_folds", "--noise-folds"),
         guard: bool = option_from(C, "guard", "--guard"),
         semantic: bool = semantic_option(),
         tries: int = tries_option(),
@@ -67,9 +74,10 @@ def register(app: typer.Typer) -> None:
                    head=head, head_params=merged_params(head_param, head_param_alias), epochs=epochs,
                    backend=backend, augment_params=list(augment_param or []), merge=merge, seed=seed, cap=cap,
                    mix_uniform=mix, match_steps=match_steps, crossfit=crossfit, guard=guard,
-                   semantic_tries=tries if semantic else 0)
+                   semantic_tries=tries if semantic else 0, noise=noise, noise_threshold=noise_threshold,
+                   noise_folds=noise_folds)
         check_run_dir(out, [pairs, heldout])
-        records, name = read_input(pairs)
+        records, name = read_input(pairs, format=fmt, split=split)
         held = read_pairs(heldout) if heldout else None
         if held is not None:
             _leak_check(records, held, heldout)

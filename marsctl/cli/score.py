@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from marsctl.cli.common import handle_errors, read_input
+from marsctl.cli.common import format_option, handle_errors, input_file, split_option
 
 
 def register(app: typer.Typer) -> None:
@@ -14,23 +14,38 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def score_cmd(
         pairs: str = typer.Argument("-", help="Pairs (JSONL) or '-' for stdin."),
+        fmt: str = format_option(),
+        split: str = split_option(),
         model: str = typer.Option(..., "-m", "--model", help="Model directory from 'marsctl train'."),
         output: str = typer.Option("-", "-o", "--output", help="Output JSONL, or '-' for stdout."),
         batch_size: int = typer.Option(None, "--batch-size", help="Pairs per scoring batch (default: the head's)."),
+        length_free: bool = typer.Option(False, "--length-free", help=(
+            "Write the quality part alone as score_chosen, score_rejected, pred_margin and p_chosen (a head "
+            "trained with a length term; its quality_* and length_* fields are written either way).")),
     ) -> None:
         """Add score_chosen, score_rejected, pred_margin and p_chosen to every pair."""
         from marsctl import steps, ui
-        from marsctl.jsonio import write_records
+        from marsctl.checks import warn_identical
+        from marsctl.jsonio import record_writer
         from marsctl.modeldir import load_head
         from marsctl.outputs import check_file_output
         from marsctl.params import check_interval
+        from marsctl.records import iter_pairs
 
-        check_file_output(output, [pairs, model])
+        check_file_output(output, [pairs, model], records=True)
         if batch_size is not None:
             check_interval(batch_size, "batch_size", "score", kind=int, low=1)
         head = load_head(model)
-        records, name = read_input(pairs)
-        scored = steps.score(records, head, batch_size=batch_size, name=name)
-        write_records(scored, output)
-        acc = sum(1 for r in scored if r["pred_margin"] > 0) / len(scored)
-        ui.info(f"scored {len(scored)} pairs from {name} with {model} (share with pred_margin > 0: {acc:.3f})")
+        if length_free:
+            head.require_length_term()
+        with input_file(pairs, format=fmt, split=split) as (src, name):
+            scan = steps.scan_pairs(src, name)  # every line checked before the first output
+            warn_identical(scan["identical"], name, "score", "kept in the output")
+            n = positive = 0
+            with record_writer(output) as write:
+                for rec in steps.iter_score(iter_pairs(src, name=name), head, batch_size=batch_size,
+                                            length_free=length_free):
+                    write(rec)
+                    n += 1
+                    positive += rec["pred_margin"] > 0
+        ui.info(f"scored {n} pairs from {name} with {model} (share with pred_margin > 0: {positive / n:.3f})")

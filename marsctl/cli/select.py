@@ -8,12 +8,14 @@ from marsctl.cli.common import (
     alias,
     alpha_option,
     alpha_scale_option,
+    format_option,
     handle_errors,
+    input_file,
     merged_params,
     option_from,
     param_option,
-    read_input,
     selector_params,
+    split_option,
 )
 
 
@@ -25,6 +27,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def select_cmd(
         scored: str = typer.Argument("-", help="Scored pairs (from 'marsctl score') or '-'."),
+        fmt: str = format_option(),
+        split: str = split_option(),
         budget: int = typer.Option(..., "--budget", "-b", help="Synthetic pairs to allocate in total."),
         strategy: str = option_from(RefineConfig, "strategy", "--strategy", "-s"),
         alpha: float = alpha_option(),
@@ -38,15 +42,21 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Allocate an integer augmentation budget over scored pairs (adds 'budget'; Σ = B exactly)."""
         from marsctl import steps
-        from marsctl.jsonio import write_records
+        from marsctl.jsonio import record_writer
+        from marsctl.metrics import slim_row
         from marsctl.outputs import check_file_output
+        from marsctl.records import iter_pairs
 
-        check_file_output(output, [scored])
+        check_file_output(output, [scored], records=True)
         params = selector_params(merged_params(param, param_alias), alpha, alpha_scale)
-        records, name = read_input(scored)
-        rows, summary = steps.select(records, strategy=strategy, budget=budget, params=params, seed=seed,
-                                     cap=cap, mix=mix, name=name)
-        write_records(rows, output)
+        with input_file(scored, format=fmt, split=split) as (src, name):
+            # Two passes: the allocation needs every margin, but not the texts, which are read again to write.
+            slim = [slim_row(r) for r in iter_pairs(src, name=name, announce=True)]
+            rows, summary = steps.select(slim, strategy=strategy, budget=budget, params=params, seed=seed,
+                                         cap=cap, mix=mix, name=name)
+            with record_writer(output) as write:
+                for rec, row in zip(iter_pairs(src, name=name), rows, strict=True):
+                    write(steps.with_texts(row, rec))
         print_summary(summary)
 
 

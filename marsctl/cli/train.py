@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from marsctl.cli.common import alias, handle_errors, merged_params, param_option, read_input
+from marsctl.cli.common import (
+    alias,
+    format_option,
+    handle_errors,
+    merged_params,
+    param_option,
+    read_input,
+    split_option,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -14,6 +22,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def train_cmd(
         pairs: str = typer.Argument("-", help="Preference pairs (JSONL) or '-' for stdin."),
+        fmt: str = format_option(),
+        split: str = split_option(),
         output: str = typer.Option(..., "-o", "--output", help="Model directory to write."),
         head: str = typer.Option(None, "--head", help="Reward head plugin (default mlp, or --init's)."),
         epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the head's)."),
@@ -31,7 +41,7 @@ def register(app: typer.Typer) -> None:
         from marsctl.outputs import check_model_dir_output
 
         check_model_dir_output(output, [pairs, init], overwrite=overwrite)
-        records, name = read_input(pairs)
+        records, name = read_input(pairs, format=fmt, split=split)
         model = steps.train(records, head=head, params=merged_params(param, param_alias), epochs=epochs, seed=seed,
                             init=init, name=name)
         if model.is_main_process():

@@ -44,6 +44,9 @@ class Augmenter(ABC):
         self.seed = seed  # seeds the variants (the pool)
         self.draw_seed = seed if draw_seed is None else draw_seed  # seeds which pool rows are drawn
         self.stats_: dict[str, int] = {"pairs": 0, "rows": 0, "cycled_rows": 0, "short_pools": 0}
+        # What the augmenter found at run time that its output depends on (e.g. eda's synonym source);
+        # recorded in each round's metrics (``augment.provenance``) and shown in the HTML report.
+        self.provenance_: dict[str, Any] = {}
 
     @abstractmethod
     def variants(self, text: str, n: int, rng: random.Random, role: str) -> list[str]:

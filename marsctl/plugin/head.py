@@ -7,13 +7,14 @@ import hashlib
 import json
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from marsctl import FORMAT_VERSION, __version__
 from marsctl.errors import ConfigError
 from marsctl.params import NoConfig
-from marsctl.records import file_sha256
+from marsctl.records import file_sha256, with_scores
 
 
 def derive_seed(*parts: Any) -> int:
@@ -34,6 +35,42 @@ def sigmoid(x: float) -> float:
     return z / (1.0 + z)
 
 
+def mean_over_members(values: list[list[float]]) -> list[float]:
+    """The mean over members of [K][n] values, per column (one member: its values, exactly).
+
+    >>> mean_over_members([[1.0, 2.0], [3.0, 2.0]])
+    [2.0, 2.0]
+    """
+    if len(values) == 1:
+        return list(values[0])
+    return [math.fsum(col) / len(col) for col in zip(*values, strict=True)]
+
+
+def spread(values: list[float]) -> float:
+    """Population standard deviation (0.0 exactly for one value).
+
+    >>> spread([1.0]), spread([1.0, 3.0])
+    (0.0, 1.0)
+    """
+    m = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((v - m) ** 2 for v in values) / len(values))
+
+
+@dataclass
+class PairRewards:
+    """What ``Head.score_members`` returns: each member's rewards for aligned pairs, as [K][n] lists.
+
+    ``chosen``/``rejected`` are the members' full rewards (the head's reward is their mean);
+    ``length_chosen``/``length_rejected`` the length term's part of them, or None for a head
+    without a length term (the quality part is the full reward minus the length part).
+    """
+
+    chosen: list[list[float]]
+    rejected: list[list[float]]
+    length_chosen: list[list[float]] | None = None
+    length_rejected: list[list[float]] | None = None
+
+
 # ----------------------------------------------------------------------------------------------- heads
 class Head(ABC):
     """A Bradley–Terry reward head: ``fit`` on pairs, ``score_batch`` (prompt, response) texts.
@@ -49,8 +86,11 @@ class Head(ABC):
     learned state ends in ``_``. Optional hooks, each with a working default:
 
     - ``score_pairs`` (or just ``score_batch_size``): how ``score`` batches chosen and rejected texts;
+    - ``score_members``: the rewards of each ensemble member and their length parts, from which
+      ``score`` writes ``pred_margin_std`` and the quality/length fields (and ``length_free`` scores);
     - ``last_hidden``: the inputs to the last linear layer, for refine's curvature trace;
-    - ``default_epochs``: the epochs ``fit`` trains for when given none.
+    - ``default_epochs``: the epochs ``fit`` trains for when given none;
+    - ``config_for_dir``: the config to build the head with when loading a saved directory.
     """
 
     name: ClassVar[str] = "?"
@@ -109,6 +149,24 @@ class Head(ABC):
             sr += self.score_batch(prompts[i : i + size], rejected[i : i + size])
         return sc, sr
 
+    def score_members(self, prompts: list[str], chosen: list[str], rejected: list[str],
+                      batch_size: int | None = None) -> PairRewards | None:
+        """Each member's rewards (and length parts) for aligned lists, or None (the default: no members).
+
+        A head that returns a ``PairRewards`` here gets, from ``score``, ``pred_margin_std`` (the
+        spread of its members' margins; 0 for one member) and, when it gives length parts, the fields
+        quality_chosen/quality_rejected/length_chosen/length_rejected and ``length_free`` scoring.
+        ``score`` then calls this instead of ``score_pairs``; the mean of the members' rewards must be
+        what ``score_batch`` gives.
+        """
+        return None
+
+    def require_length_term(self) -> None:
+        """Raise a ConfigError unless ``score_members`` gives length parts (``score(..., length_free=True)`` works)."""
+        members = self.score_members([], [], [])
+        if members is None or members.length_chosen is None:
+            raise _no_length_term(self.name)
+
     def last_hidden(self, prompts: list[str], responses: list[str]) -> Any:
         """The inputs to the last linear layer, one row per (prompt, response), or None (the default).
 
@@ -129,6 +187,15 @@ class Head(ABC):
                 return f.default
         return None
 
+    @classmethod
+    def config_for_dir(cls, config: Any, meta: dict[str, Any], path: Path) -> Any:
+        """The config to build this head with when loading model directory ``path`` (``meta``: its metadata).
+
+        ``load_head`` calls it after the checks, before building the head. The default returns ``config``;
+        the embedding heads find their encoder by the identity ``meta`` recorded (``marsctl.embed.resolve_encoder``).
+        """
+        return config
+
     def reseed_as_loaded(self) -> None:
         """Reset what loading this head from its saved directory resets (random streams, fit counters).
 
@@ -139,26 +206,34 @@ class Head(ABC):
         return
 
     # -- done once, here ---------------------------------------------------------------------------
-    def score(self, records: list[dict[str, Any]], batch_size: int | None = None) -> list[dict[str, Any]]:
+    def score(self, records: list[dict[str, Any]], batch_size: int | None = None, *,
+              length_free: bool = False) -> list[dict[str, Any]]:
         """Return copies of ``records`` with score_chosen, score_rejected, pred_margin, p_chosen.
 
-        ``batch_size`` is handed to ``score_pairs`` (None: the head's default).
+        ``batch_size`` is handed to ``score_pairs`` (None: the head's default). A head with members
+        (``score_members``) also gets ``pred_margin_std``, and one with a length term the fields
+        quality_chosen, quality_rejected, length_chosen and length_rejected, where
+        score = quality + length. ``length_free``: score_chosen, score_rejected, pred_margin,
+        p_chosen (and pred_margin_std) are of the quality part alone.
         """
         prompts = [r["prompt"] for r in records]
+        chosen, rejected = [r["chosen"] for r in records], [r["rejected"] for r in records]
+        members = self.score_members(prompts, chosen, rejected, batch_size)
+        if length_free and (members is None or members.length_chosen is None):
+            raise _no_length_term(self.name)
+        if members is None:
+            sc, sr = self.score_pairs(prompts, chosen, rejected, batch_size)
+            rows = [_score_fields(c, r) for c, r in zip(sc, sr, strict=True)]
+        else:
+            rows = _member_fields(members, length_free)
         out: list[dict[str, Any]] = []
-        sc, sr = self.score_pairs(prompts, [r["chosen"] for r in records], [r["rejected"] for r in records],
-                                  batch_size)
-        for rec, c, r in zip(records, sc, sr, strict=True):
-            if not (math.isfinite(c) and math.isfinite(r)):
+        for rec, fields in zip(records, rows, strict=True):
+            if not all(math.isfinite(v) for v in fields.values()):
                 where = f"line {rec['_line']}" if "_line" in rec else f"pair {rec.get('id', '?')!r}"
-                msg = f"the {self.name} head gave a non-finite reward ({c}, {r}) for {where}"
+                got = (fields["score_chosen"], fields["score_rejected"])
+                msg = f"the {self.name} head gave a non-finite reward {got} for {where}"
                 raise ConfigError(msg, hint="the model's weights are damaged or diverged; retrain it")
-            new = dict(rec)
-            new["score_chosen"] = round(float(c), 6)
-            new["score_rejected"] = round(float(r), 6)
-            new["pred_margin"] = round(float(c) - float(r), 6)
-            new["p_chosen"] = round(sigmoid(float(c) - float(r)), 6)
-            out.append(new)
+            out.append(with_scores(rec, fields))  # never overwrites the user's score fields
         return out
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -201,3 +276,42 @@ class Head(ABC):
                 raise write_failed(target, e) from None
             raise
         return target
+
+
+def _no_length_term(head: str) -> ConfigError:
+    msg = f"length-free scores: this {head} head has no length term to leave out"
+    return ConfigError(msg, hint=f"train it with a length term (see 'marsctl plugins show head {head}'), "
+                                 "or score without --length-free")
+
+
+def _score_fields(c: float, r: float, extra: dict[str, float] | None = None) -> dict[str, float]:
+    """score_chosen, score_rejected, pred_margin and p_chosen of one pair's rewards (6 decimals)."""
+    c, r = float(c), float(r)
+    out = {"score_chosen": round(c, 6), "score_rejected": round(r, 6), "pred_margin": round(c - r, 6)}
+    out["p_chosen"] = round(sigmoid(c - r), 6) if math.isfinite(c - r) else math.nan
+    return {**out, **(extra or {})}
+
+
+def _member_fields(m: PairRewards, length_free: bool) -> list[dict[str, float]]:
+    """The score fields of each pair from its members' rewards (see ``Head.score``)."""
+    n = len(m.chosen[0]) if m.chosen else 0
+    columns = list(zip(*m.chosen, strict=True)), list(zip(*m.rejected, strict=True))
+    sc, sr = mean_over_members(m.chosen), mean_over_members(m.rejected)
+    if m.length_chosen is None or m.length_rejected is None:
+        return [_score_fields(sc[i], sr[i], {"pred_margin_std": round(
+            spread([c - r for c, r in zip(columns[0][i], columns[1][i], strict=True)]), 6)}) for i in range(n)]
+    lcols = list(zip(*m.length_chosen, strict=True)), list(zip(*m.length_rejected, strict=True))
+    lc, lr = mean_over_members(m.length_chosen), mean_over_members(m.length_rejected)
+    rows = []
+    for i in range(n):
+        q = {"quality_chosen": round(sc[i] - lc[i], 6), "quality_rejected": round(sr[i] - lr[i], 6),
+             "length_chosen": round(lc[i], 6), "length_rejected": round(lr[i], 6)}
+        margins = [(c - a) - (r - b) if length_free else c - r for c, r, a, b in
+                   zip(columns[0][i], columns[1][i], lcols[0][i], lcols[1][i], strict=True)]
+        q["pred_margin_std"] = round(spread(margins), 6)
+        if length_free:  # the quality part alone
+            c, r = q["quality_chosen"], q["quality_rejected"]
+        else:  # written as quality + length, so that the two differ by exactly the length term
+            c, r = q["quality_chosen"] + q["length_chosen"], q["quality_rejected"] + q["length_rejected"]
+        rows.append(_score_fields(c, r, q))
+    return rows

@@ -25,9 +25,17 @@ class Selector(ABC):
     version: ClassVar[str] = __version__
     Config: ClassVar[type] = NoConfig
     pick: ClassVar[str] = "random"
+    # Numeric row fields besides pred_margin that ``weights_for`` reads: select refuses rows without them
+    # (naming the line, with ``needs_hint`` as the hint) before the selector runs.
+    needs: ClassVar[tuple[str, ...]] = ()
+    needs_hint: ClassVar[str] = ""
 
     def __init__(self, config: Any = None):
         self.config = config if config is not None else self.Config()
+
+    def weights_for(self, rows: list[dict[str, Any]], margins: list[float]) -> list[float]:
+        """Allocation weights for scored rows (default: ``weights(margins)``; a selector with ``needs`` reads rows)."""
+        return self.weights(margins)
 
     @abstractmethod
     def weights(self, margins: list[float]) -> list[float]:

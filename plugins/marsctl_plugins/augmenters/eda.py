@@ -166,6 +166,7 @@ class EDAAugmenter(Augmenter):
         self.wordnet_dir_ = wordnet.default_dir() if root == DEFAULT_WORDNET_DIR else root
         self._wordnet = wordnet.load(self.wordnet_dir_)
         self.synonym_source_ = "wordnet" if self._wordnet is not None else "builtin"
+        self.provenance_ = {"synonym_source": self.synonym_source_, "wordnet_dir": self.wordnet_dir_}
         if self._wordnet is None and self.wordnet_dir_ not in _WARNED:
             _WARNED.add(self.wordnet_dir_)
             ui.info(f"eda: no WordNet database in {self.wordnet_dir_}; using the built-in synonym table "

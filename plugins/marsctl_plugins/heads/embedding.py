@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 
 from marsctl.embed import Encoder, get_encoder
 from marsctl.encoders import BACKENDS
-from marsctl.losses import BTLossConfig
+from marsctl.losses import BTLossConfig, pair_weights, positive_weights
 from marsctl.modeldir import check_state, read_safetensors
 from marsctl.params import check_choice, check_interval
-from marsctl.plugin import Head, derive_seed
+from marsctl.plugin import Head, PairRewards, derive_seed, mean_over_members
 
 
 @contextlib.contextmanager
@@ -50,6 +50,8 @@ MAX_HIDDEN = 65536
 MAX_BATCH = 1 << 20
 MAX_EPOCHS = 10_000
 MAX_THREADS = 1024
+MAX_ENSEMBLE = 64
+LENGTH_TERMS = ("off", "term")
 
 
 @dataclass
@@ -64,18 +66,34 @@ class LinearConfig(BTLossConfig):
     weight_decay: float = field(default=1e-4, metadata={"help": "AdamW weight decay."})
     batch_size: int = field(default=64, metadata={"help": "Pairs per optimiser step."})
     threads: int = field(default=1, metadata={
-        "help": "Torch threads while training (0: torch's default). 1 was measured on a busy 2-core machine: "
-                "6.7 s vs 111 s with 2 threads."})
+        "help": "Torch threads while training and scoring (0: torch's default). 1 was measured on a busy 2-core "
+                "machine: 6.7 s vs 111 s with 2 threads to train; half the CPU time to score."})
     encoder: str = field(default="", metadata={
         "help": "Local sentence-transformers directory; empty means the bundled all-MiniLM-L6-v2."})
     max_seq_length: int = field(default=256, metadata={"help": "Word pieces the encoder reads per text."})
     encoder_backend: str = field(default="torch", metadata={
         "help": "How the encoder runs: " + "; ".join(f"{k}: {v}" for k, v in BACKENDS.items()) + "."})
+    # length=term: +0.2, +5.2 and +3.9 points over off on the three shared sets (benchmarks/heads.py).
+    length: str = field(default="term", metadata={
+        "help": "Length term: off | term (reward = quality(x, y) + a*z + b*z^2, z the standardised log1p of the "
+                "response's characters, learned jointly; score writes both parts)."})
+    # 0.05: the best of 0.02, 0.05 and 0.1 on average over the shared sets (benchmarks/heads.py).
+    length_lr: float = field(default=0.05, metadata={"help": "Learning rate of the length term's a and b."})
+    length_decay: float = field(default=0.0, metadata={"help": "Weight decay of the length term's a and b."})
+    ensemble: int = field(default=1, metadata={
+        "help": "Networks trained on seeds derived from the head's seed; the reward is their mean and score "
+                "writes the spread of their margins (pred_margin_std)."})
+    ensemble_resample: bool = field(default=False, metadata={
+        "help": "Train each ensemble member on a bootstrap resample of the pairs."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         owner = self.owner
         check_choice(self.features, "features", owner, list(FEATURES))
+        check_choice(self.length, "length", owner, list(LENGTH_TERMS))
+        check_interval(self.length_lr, "length_lr", owner, low=0)
+        check_interval(self.length_decay, "length_decay", owner, low=0)
+        check_interval(self.ensemble, "ensemble", owner, kind=int, low=1, high=MAX_ENSEMBLE)
         check_choice(self.encoder_backend, "encoder_backend", owner, list(BACKENDS))
         check_interval(self.epochs, "epochs", owner, kind=int, low=0, high=MAX_EPOCHS)
         check_interval(self.lr, "lr", owner, low=0, closed="right")
@@ -130,7 +148,7 @@ class LinearHead(Head):
         return xc, xr
 
     def build(self, in_dim: int) -> Any:
-        """The network: one linear unit."""
+        """The quality network: one linear unit."""
         import torch
 
         return torch.nn.Linear(in_dim, 1)
@@ -144,11 +162,23 @@ class LinearHead(Head):
         return self.model_
 
     def _new_network(self) -> Any:
-        """A network initialised from the head's seed (this reseeds torch, whose stream dropout draws from)."""
+        """The ensemble (``nets.Ensemble``), member 0 initialised from the head's seed.
+
+        Member 0 is built as a single head is (this reseeds torch, whose stream dropout draws from);
+        the others from seeds derived from the head's, without moving torch's stream.
+        """
         import torch
 
+        from marsctl_plugins.heads.nets import Ensemble, Member
+
+        length = self.config.length == "term"
         torch.manual_seed(derive_seed(self.seed, "init") % (2**31))
-        return self.build(self._in_dim())
+        members = [Member(self.build(self._in_dim()), length)]
+        for k in range(1, self.config.ensemble):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(derive_seed(self.seed, "init", k) % (2**31))
+                members.append(Member(self.build(self._in_dim()), length))
+        return Ensemble(members)
 
     def reseed_as_loaded(self) -> None:
         """Leave torch's random stream where loading this head leaves it (a load builds a new network first)."""
@@ -156,77 +186,176 @@ class LinearHead(Head):
 
     # -- training ----------------------------------------------------------------------------------
     def fit(self, pairs: list[dict[str, Any]], *, epochs: int | None = None) -> LinearHead:
-        """Train with the BT loss, continuing from the current weights."""
+        """Train with the (weighted) BT loss, continuing from the current weights; each member in turn."""
+        import numpy as np
+
         t0 = time.perf_counter()
         epochs = self.config.epochs if epochs is None else epochs
+        weights = pair_weights(pairs)
         xc, xr = self._pair_features(pairs)
+        lengths = (np.array([len(p["chosen"]) for p in pairs], dtype=np.float32),
+                   np.array([len(p["rejected"]) for p in pairs], dtype=np.float32))
         t_feat = time.perf_counter() - t0
         model = self._ensure_model()
+        data = self._tensors(xc, xr, lengths, pairs)
         with torch_threads(self.config.threads):
-            steps = self._train_loop(model, xc, xr, pairs, epochs)
+            runs = [self._train_member(k, m, data, weights, epochs) for k, m in enumerate(model.members)]
+        for e in range(epochs):
+            loss = sum(losses[e] for _, losses in runs) / len(runs)
+            self.history_.append({"epoch": len(self.history_) + 1, "loss": round(loss, 6)})
         self.manifest_.update({
-            "n_pairs": len(pairs), "epochs": epochs, "steps": steps,
+            "n_pairs": len(pairs), "epochs": epochs, "steps": runs[0][0],
             "feature_seconds": round(t_feat, 3), "train_seconds": round(time.perf_counter() - t0 - t_feat, 3),
             "final_loss": self.history_[-1]["loss"] if self.history_ else None,
         })
+        if len(runs) > 1:
+            self.manifest_["member_steps"] = [steps for steps, _ in runs]
         return self
 
-    def _train_loop(self, model: Any, xc: Any, xr: Any, pairs: list[dict[str, Any]], epochs: int) -> int:
-        """Mini-batch AdamW on the BT loss; returns the number of optimiser steps."""
+    def _tensors(self, xc: Any, xr: Any, lengths: tuple[Any, Any], pairs: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        return {"xc": torch.from_numpy(xc), "xr": torch.from_numpy(xr), "lc": torch.from_numpy(lengths[0]),
+                "lr": torch.from_numpy(lengths[1]), "target": torch.tensor(self.config.target_margins(pairs))}
+
+    def _train_member(self, k: int, member: Any, data: dict[str, Any], weights: list[float],
+                      epochs: int) -> tuple[int, list[float]]:
+        """Train member ``k`` on its pairs (all, or a bootstrap resample); (optimiser steps, loss per epoch).
+
+        Member 0 draws from torch's stream as a single head does; the others on a stream of their own.
+        """
+        import torch
+
+        # Standardisation and resample from the pairs of positive weight: weight 0 trains as without the pair.
+        used, _ = positive_weights(weights)
+        if member.length is not None:
+            member.length.set_standardisation(torch.cat([data["lc"][used], data["lr"][used]]))
+        if self.config.ensemble_resample:
+            weights = list(weights)
+            for i, c in zip(used, self._bootstrap_counts(k, len(used)), strict=True):
+                weights[i] *= c
+        idx, w = positive_weights(weights)
+        rows = {key: v[idx] for key, v in data.items()} if len(idx) < len(weights) else dict(data)
+        rows["w"] = None if w is None else torch.tensor(w)
+        shuffle = derive_seed(self.seed, "shuffle", *([k] if k else []))
+        if k == 0:
+            return self._train_loop(member, rows, epochs, shuffle)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(self.seed, "dropout", k) % (2**31))
+            return self._train_loop(member, rows, epochs, shuffle)
+
+    def _bootstrap_counts(self, k: int, n: int) -> list[int]:
+        """How often each of ``n`` pairs is drawn in member ``k``'s bootstrap resample (n draws)."""
+        import numpy as np
+
+        rng = np.random.default_rng(derive_seed(self.seed, "bootstrap", k))
+        return np.bincount(rng.integers(0, n, n), minlength=n).tolist()
+
+    def _optimizer(self, member: Any) -> Any:
+        """AdamW: the quality network at lr/weight_decay, the length term at its own length_lr/length_decay."""
+        import torch
+
+        groups = [{"params": list(member.quality.parameters())}]
+        if member.length is not None:
+            groups.append({"params": list(member.length.parameters()), "lr": self.config.length_lr,
+                           "weight_decay": self.config.length_decay})
+        return torch.optim.AdamW(groups, lr=self.config.lr, weight_decay=self.config.weight_decay)
+
+    def _train_loop(self, member: Any, rows: dict[str, Any], epochs: int, shuffle: int) -> tuple[int, list[float]]:
+        """Mini-batch AdamW on the weighted BT loss; (optimiser steps, weighted mean loss per epoch)."""
         import torch
 
         from marsctl.losses import bt_loss
 
-        xc_t, xr_t = torch.from_numpy(xc), torch.from_numpy(xr)
-        target = torch.tensor(self.config.target_margins(pairs))
-        opt = torch.optim.AdamW(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay)
-        gen = torch.Generator().manual_seed(derive_seed(self.seed, "shuffle") % (2**31))
-        n, bs, steps = len(pairs), self.config.batch_size, 0
+        opt = self._optimizer(member)
+        gen = torch.Generator().manual_seed(shuffle % (2**31))
+        w = rows["w"]
+        n, bs, steps, losses = len(rows["xc"]), self.config.batch_size, 0, []
         for _ in range(epochs):
-            model.train()
+            member.train()
             order = torch.randperm(n, generator=gen)
             total = 0.0
             for i in range(0, n, bs):
                 idx = order[i : i + bs]
-                r_chosen = model(xc_t[idx]).squeeze(-1)
-                r_rejected = model(xr_t[idx]).squeeze(-1)
-                loss = bt_loss(r_chosen, r_rejected, target[idx], self.config.center_rewards)
+                qc, lc = member(rows["xc"][idx], rows["lc"][idx])
+                qr, lr = member(rows["xr"][idx], rows["lr"][idx])
+                wb = None if w is None else w[idx]
+                loss = bt_loss(qc + lc, qr + lr, rows["target"][idx], self.config.center_rewards, wb)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += loss.item() * len(idx)
+                total += loss.item() * (len(idx) if wb is None else float(wb.sum()))
                 steps += 1
-            self.history_.append({"epoch": len(self.history_) + 1, "loss": round(total / n, 6)})
-        return steps
+            losses.append(total / (n if w is None else float(w.sum())))
+        return steps, losses
 
-    def score_batch(self, prompts: list[str], responses: list[str]) -> list[float]:
-        """Rewards for aligned prompts and responses.
+    # -- scoring -----------------------------------------------------------------------------------
+    def _float64_model(self) -> Any:
+        """A float64 copy of the network in eval mode, made once and again only when its weights change.
 
-        Computed in float64 on a float64 copy of the weights: a float32 matrix product gives row
-        results that differ by ~1e-7 with the number of rows, so scores would depend on the batch
-        size; in float64 they agree far below the 6 decimals written.
+        Training steps and ``load_state_dict`` bump each tensor's version counter, so the copy is made
+        again after them; copying per batch cost more than the scoring itself.
         """
         import copy
 
+        model = self._ensure_model()
+        versions = [t._version for t in model.state_dict(keep_vars=True).values()]
+        cached = getattr(self, "_scoring_copy", None)
+        if cached is None or cached[0] is not model or cached[1] != versions:
+            copied = copy.deepcopy(model).double()
+            copied.eval()
+            self._scoring_copy = (model, versions, copied)
+        return self._scoring_copy[2]
+
+    def _member_rewards(self, prompts: list[str], responses: list[str]) -> tuple[list[list[float]], list[list[float]]]:
+        """Each member's reward and its length part, [K][n], computed in float64 on a float64 copy.
+
+        A float32 matrix product gives row results that differ by ~1e-7 with the number of rows, so
+        scores would depend on the batch size; in float64 they agree far below the 6 decimals written.
+        """
         import torch
 
-        model = copy.deepcopy(self._ensure_model()).double()
-        model.eval()
-        with torch.no_grad():
+        model = self._float64_model()
+        with torch.no_grad(), torch_threads(self.config.threads):  # 1 thread: half the CPU on a busy machine
             x = torch.from_numpy(self._features(prompts, responses)).double()
-            return model(x).squeeze(-1).tolist()
+            chars = torch.tensor([float(len(r)) for r in responses], dtype=torch.float64)
+            parts = [m(x, chars) for m in model.members]
+            return [(q + ell).tolist() for q, ell in parts], [ell.tolist() for _, ell in parts]
+
+    def score_batch(self, prompts: list[str], responses: list[str]) -> list[float]:
+        """Rewards for aligned prompts and responses: the mean of the members' (quality + length)."""
+        full, _ = self._member_rewards(prompts, responses)
+        return mean_over_members(full)
+
+    def score_members(self, prompts: list[str], chosen: list[str], rejected: list[str],
+                      batch_size: int | None = None) -> PairRewards:
+        """Each member's rewards of chosen and rejected, and their length parts (None with length=off)."""
+        size = batch_size or self.score_batch_size
+        out = PairRewards([[] for _ in self._ensure_model().members], [[] for _ in self.model_.members],
+                          [[] for _ in self.model_.members], [[] for _ in self.model_.members])
+        for i in range(0, len(prompts), size):
+            for side, lside, texts in ((out.chosen, out.length_chosen, chosen),
+                                       (out.rejected, out.length_rejected, rejected)):
+                full, length = self._member_rewards(prompts[i : i + size], texts[i : i + size])
+                for k in range(len(full)):
+                    side[k] += full[k]
+                    lside[k] += length[k]  # type: ignore[index]
+        if self.config.length != "term":
+            out.length_chosen = out.length_rejected = None
+        return out
 
     def last_hidden(self, prompts: list[str], responses: list[str]) -> Any:
-        """Inputs to the last linear layer (for the curvature trace)."""
+        """Inputs to the last linear layer (for the curvature trace); None for an ensemble of several networks."""
+        if self.config.ensemble > 1:
+            return None
         return self._features(prompts, responses)
 
     # -- persistence -------------------------------------------------------------------------------
     def save_weights(self, path: Path) -> None:
-        """model.safetensors."""
+        """model.safetensors (names: ``nets.Ensemble.file_names``)."""
         from safetensors.torch import save_file
 
-        model = self._ensure_model()
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+        save_file(self._ensure_model().file_state(), str(path / "model.safetensors"))
 
     def load_weights(self, path: Path) -> None:
         """Read model.safetensors written by save_weights (names, shapes, dtypes and finiteness checked)."""
@@ -239,13 +368,25 @@ class LinearHead(Head):
         self.model_ = None
         model = self._ensure_model()
         state = read_safetensors(f)
-        check_state(f, state, model.state_dict(), f"the {self.name} head's config")
-        model.load_state_dict(state)
+        check_state(f, state, model.file_state(), f"the {self.name} head's config")
+        model.load_file_state(state)
 
     def extra_config(self) -> dict[str, Any]:
-        """Encoder and feature spec."""
+        """Encoder (its identity: name and fingerprint; the path is a hint) and feature spec."""
         return {"encoder": self.encoder.describe(), "features": list(FEATURES[self.config.features]),
                 "input_dim": self._in_dim()}
+
+    @classmethod
+    def config_for_dir(cls, config: Any, meta: dict[str, Any], path: Path) -> Any:
+        """The saved config with its encoder found by the recorded identity (the bundled one is kept as '')."""
+        import dataclasses
+
+        from marsctl.embed import is_bundled, resolve_encoder
+
+        if not isinstance(meta.get("encoder"), dict):  # written before the encoder was recorded: as saved
+            return config
+        found = resolve_encoder(meta["encoder"], config.encoder, f"model dir {path}")
+        return dataclasses.replace(config, encoder="" if is_bundled(found) else found)
 
 
 class MLPHead(LinearHead):
@@ -267,11 +408,13 @@ class MLPHead(LinearHead):
         )
 
     def last_hidden(self, prompts: list[str], responses: list[str]) -> Any:
-        """Activations feeding the last linear layer."""
+        """Activations feeding the last linear layer; None for an ensemble of several networks."""
         import torch
 
-        model = self._ensure_model()
-        model.eval()
+        if self.config.ensemble > 1:
+            return None
+        quality = self._ensure_model().members[0].quality
+        quality.eval()
         with torch.no_grad():
             x = torch.from_numpy(self._features(prompts, responses))
-            return model[:-1](x).numpy()
+            return quality[:-1](x).numpy()

@@ -1,4 +1,4 @@
-"""The paper's selectors: mars (signed), mars-abs, uniform and West-of-N (won)."""
+"""The paper's selectors: mars (signed), mars-abs, uniform and West-of-N (won); and uncertainty (ensemble spread)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import ClassVar
 from marsctl.alloc import population_std, softmax
 from marsctl.params import check_choice, check_interval
 from marsctl.plugin import Selector
+from marsctl.selection import SPREAD_FIELD as SPREAD
 
 
 @dataclass
@@ -98,6 +99,48 @@ class MarsRobustSelector(MarsSelector):
         q = softmax([-a * abs(m) for m, k in zip(margins, keep, strict=True) if k])
         it = iter(q)
         return [next(it) if k else 0.0 for k in keep]
+
+
+@dataclass
+class SpreadConfig:
+    """uncertainty: the tilt towards pairs the ensemble disagrees on."""
+
+    alpha: float = field(default=1.0, metadata={
+        "help": "Softmax sharpness α on the spread, in units of std(spread) (0: uniform)."})
+
+    def __post_init__(self) -> None:
+        check_interval(self.alpha, "alpha", "select", low=0)
+
+
+class UncertaintySelector(Selector):
+    """q = softmax(+α·s/std(s)) over the ensemble spread s = ``pred_margin_std``: the pairs the heads disagree on.
+
+    Unlike |Δ|, the spread separates "unsure" from "confidently wrong" (a mislabeled pair the ensemble agrees
+    on has a large |Δ| and a small spread). Needs rows scored by an ensemble head (``-p ensemble=K``); with no
+    spread at all (K = 1) it is uniform.
+    """
+
+    name: ClassVar[str] = "uncertainty"
+    version: ClassVar[str] = "0.1.0"
+    Config: ClassVar[type] = SpreadConfig
+    needs: ClassVar[tuple[str, ...]] = (SPREAD,)
+    needs_hint: ClassVar[str] = ("score with an ensemble head, whose spread the score step writes: train or refine "
+                                 "with -p ensemble=5 (or pass another --strategy)")
+
+    def alpha_eff(self, margins: list[float]) -> float | None:
+        """α / std(spread) of the last rows weighted (None before any)."""
+        return getattr(self, "_alpha_eff", None)
+
+    def weights(self, margins: list[float]) -> list[float]:
+        """Without spreads there is nothing to tilt by: uniform (``select`` always calls ``weights_for``)."""
+        return [1.0 / len(margins)] * len(margins) if margins else []
+
+    def weights_for(self, rows: list[dict], margins: list[float]) -> list[float]:
+        """softmax(α·s/std(s)) over each row's ``pred_margin_std`` (uniform when every spread is equal)."""
+        spread = [float(r[SPREAD]) for r in rows]
+        sd = population_std(spread)
+        self._alpha_eff = min(self.config.alpha / sd, sys.float_info.max) if sd > 0 else 0.0
+        return softmax([self._alpha_eff * s for s in spread])
 
 
 class UniformSelector(Selector):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from marsctl.errors import ConfigError
+from marsctl.losses import pair_weights, positive_weights
 from marsctl.params import check_safetensors_dir
 from marsctl.plugin import Head, derive_seed
 from marsctl_plugins.heads.transformer.config import TransformerConfig
@@ -207,8 +208,12 @@ class TransformerHead(Head):
                 if isinstance(m, torch.nn.Dropout):
                     m.p = self.config.dropout
 
-    def _loss(self, model: Any, acc: Any, items: list[PairItem], scale: float) -> Any:
-        """Loss of one micro-batch (scaled to the global step) and its detached (loss sum, correct)."""
+    def _loss(self, model: Any, acc: Any, items: list[PairItem], scale: float,
+              weights: list[float] | None = None) -> Any:
+        """Loss of one micro-batch (scaled to the global step) and its detached (loss sum, correct, n).
+
+        With ``weights``, each pair's term is weighted and the sums are weighted sums (n: the weights' sum).
+        """
         import torch
         import torch.nn.functional as F
 
@@ -222,11 +227,18 @@ class TransformerHead(Head):
         target = None
         if self.config.margin_field:
             target = torch.tensor([m for _, _, m in items], device=rewards.device)
-        # bt_loss is a mean over this micro-batch; scale makes it a share of the global step's mean.
-        loss = bt_loss(r_chosen, r_rejected, target, self.config.center_rewards) * len(items)
+        # bt_loss is a (weighted) mean over this micro-batch; times the micro-batch's weight it is a sum,
+        # and scale (processes / the global step's total weight) makes it a share of the global step's mean.
+        if weights is None:
+            loss = bt_loss(r_chosen, r_rejected, target, self.config.center_rewards) * len(items)
+            w = torch.ones_like(r_chosen)
+        else:
+            w = torch.tensor(weights, device=rewards.device, dtype=rewards.dtype)
+            loss = bt_loss(r_chosen, r_rejected, target, self.config.center_rewards, w) * w.sum()
         with torch.no_grad():
             delta = r_chosen - r_rejected - (target if target is not None else 0.0)
-            stats = torch.stack([-F.logsigmoid(delta).sum(), (r_chosen > r_rejected).float().sum()])
+            stats = torch.stack([-(w * F.logsigmoid(delta)).sum(), (w * (r_chosen > r_rejected).float()).sum(),
+                                 w.sum()])
         return loss * scale, stats
 
     def _shard(self, idx: list[int], world: int, rank: int) -> tuple[list[int], int]:
@@ -245,7 +257,8 @@ class TransformerHead(Head):
         Parameters
         ----------
         pairs : list of dict
-            Records with prompt, chosen, rejected (and ``margin`` when ``margin_field`` is on).
+            Records with prompt, chosen, rejected (and ``margin`` when ``margin_field`` is on); a
+            ``weight`` field multiplies the pair's loss term (``marsctl.losses``; weight 0 leaves it out).
         epochs : int, optional
             Passes over the pairs; default ``config.epochs``.
 
@@ -257,6 +270,8 @@ class TransformerHead(Head):
         import torch
 
         t0 = time.perf_counter()
+        keep, weights = positive_weights(pair_weights(pairs))  # weight 0: left out, as if not there
+        pairs = [pairs[i] for i in keep] if len(keep) < len(pairs) else pairs
         self._ensure_model()
         acc = self._get_accelerator()
         epochs = self.config.epochs if epochs is None else epochs
@@ -290,7 +305,8 @@ class TransformerHead(Head):
                     mine, pad = self._shard(step_idx, world, rank)
                     padded += pad
                     sums += self._train_step(model, optimizer, scheduler, acc, [items[i] for i in mine],
-                                             world / (len(step_idx) + pad))
+                                             world / _step_weight(step_idx, pad, weights),
+                                             None if weights is None else [weights[i] for i in mine])
                     advance(1)
                 sums = acc.reduce(sums, reduction="sum")
                 n = max(float(sums[2]), 1.0)
@@ -324,20 +340,20 @@ class TransformerHead(Head):
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
     def _train_step(self, model: Any, optimizer: Any, scheduler: Any, acc: Any,
-                    mine: list[PairItem], scale: float) -> Any:
+                    mine: list[PairItem], scale: float, weights: list[float] | None = None) -> Any:
         """One optimiser step over this rank's pairs of the global step; returns (loss sum, correct, n)."""
         import torch
 
         bs = self.config.batch_size
-        micro = [mine[i : i + bs] for i in range(0, len(mine), bs)]
+        micro = range(0, len(mine), bs)
         sums = torch.zeros(3, device=acc.device)
-        for j, chunk in enumerate(micro):
+        for j, i in enumerate(micro):
             last = j == len(micro) - 1
             with acc.no_sync(model) if not last else contextlib.nullcontext():
-                loss, stats = self._loss(model, acc, chunk, scale)
+                loss, stats = self._loss(model, acc, mine[i : i + bs], scale,
+                                         None if weights is None else weights[i : i + bs])
                 acc.backward(loss)
-            sums[:2] += stats
-            sums[2] += len(chunk)
+            sums += stats
         if self.config.max_grad_norm > 0:
             acc.clip_grad_norm_(model.parameters(), self.config.max_grad_norm)
         optimizer_step(acc, optimizer)
@@ -445,6 +461,17 @@ class TransformerHead(Head):
         return {"backbone": self.backbone_ or self.config.model_path, "template": self.template_,
                 "max_length": self.max_length_, "truncation": TRUNCATION_RULE,
                 "added_pad_token": self.added_pad_token_, "hf_format": True}
+
+
+def _step_weight(step_idx: list[int], pad: int, weights: list[float] | None) -> float:
+    """The total weight of one global step: its pairs, and the ``pad`` repeats that give every rank one.
+
+    >>> _step_weight([3, 4], 1, None), _step_weight([0, 1], 1, [2.0, 0.5])
+    (3, 4.5)
+    """
+    if weights is None:
+        return len(step_idx) + pad
+    return sum(weights[i] for i in step_idx) + sum(weights[step_idx[i % len(step_idx)]] for i in range(pad))
 
 
 def _first_line(e: BaseException) -> str:

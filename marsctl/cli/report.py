@@ -1,0 +1,47 @@
+"""marsctl report RUN_DIR: one self-contained HTML page of a refine or compare run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from marsctl.cli.common import handle_errors
+
+
+def register(app: typer.Typer) -> None:
+    """Add the command."""
+
+    @app.command("report")
+    @handle_errors
+    def report_cmd(
+        run_dir: str = typer.Argument(..., help="A refine or compare run folder (its --out)."),
+        output: str = typer.Option(None, "-o", "--output",
+                                   help="The HTML file (default: RUN_DIR/report.html; '-': stdout). An existing "
+                                        "file is replaced only when it is a report marsctl wrote."),
+        plots: bool = typer.Option(False, "--plots",
+                                   help="Also (re)write the run's PNG figures into RUN_DIR, drawn from its saved "
+                                        "files (never re-running anything)."),
+    ) -> None:
+        """Write one self-contained HTML report: settings, provenance, tables, plots, diagnostics, a verdict."""
+        from marsctl import ui
+        from marsctl.htmlreport import REPORT_NAME, check_report_output, run_kind, write_report
+
+        folder = Path(run_dir)
+        kind = run_kind(folder)
+        check_report_output(folder / REPORT_NAME if output is None else output)
+        pngs = _write_plots(folder, kind) if plots else None
+        ui.info(f"report: {write_report(folder, output, pngs=pngs)}")
+
+
+def _write_plots(folder: Path, kind: str) -> dict[str, bytes]:
+    """The run's figures, written into its folder."""
+    import json
+
+    from marsctl import plots
+    from marsctl.htmlreport import compare_results
+
+    if kind == "refine":
+        return plots.refine_plots(folder)
+    rep = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    return plots.compare_plots(folder, compare_results(folder), rep)

@@ -1,0 +1,391 @@
+"""Row shapes: the preference layouts of the ecosystem, detected per row and read as flat prompt/chosen/rejected pairs.
+
+Each shape's published layout (``SHAPES``) is read into one or more records ``{"id", "prompt", "chosen",
+"rejected", ...extra keys}``. Conversational rows keep their original fields under the private key
+``_source`` so that writers can put messages back (:func:`restore`). File formats are :mod:`marsctl.formats`'s
+job, the bytes of JSONL :mod:`marsctl.jsonio`'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+from marsctl.errors import DataError
+
+HH_SPLIT = "\n\nAssistant:"
+SOURCE = "_source"  # private key: the consumed original fields of a conversational row and its texts
+
+# name -> the published layout it reads (help text, error hints and the README table say this once).
+SHAPES: dict[str, str] = {
+    "trl": "TRL preference: prompt, chosen, rejected strings (or chosen and rejected only, with an implicit "
+           "prompt: their shared start)",
+    "trl-chat": "TRL conversational preference: chosen and rejected lists of {role, content} messages, with a "
+                "prompt list or an implicit prompt (the shared first messages)",
+    "hh": "Anthropic HH: chosen and rejected full '\\n\\nHuman: … \\n\\nAssistant: …' dialogues, split at the "
+          "last shared '\\n\\nAssistant:'",
+    "openai": "OpenAI preference fine-tuning: input.messages, preferred_output, non_preferred_output",
+    "ultrafeedback": "UltraFeedback-binarized: a prompt string with chosen and rejected message lists "
+                     "(score_chosen/score_rejected kept)",
+    "rewardbench": "RewardBench v1: prompt, chosen, rejected strings with chosen_model, rejected_model, subset, id",
+    "rewardbench2": "RewardBench 2 / best-of-N: a prompt with lists of chosen and rejected strings; one pair per "
+                    "chosen × rejected, sharing group_id",
+    "pku": "PKU-SafeRLHF: prompt, response_0, response_1, better_response_id (the more helpful response wins)",
+    "pku-safer": "PKU-SafeRLHF read by safer_response_id (the safer response wins)",
+}
+ACCEPTED_HINT = "marsctl reads these shapes (--format NAME forces one): " + "; ".join(
+    f"{k}: {v}" for k, v in SHAPES.items())
+
+Pair = tuple[str, str, str]
+Messages = list[dict[str, Any]]
+
+
+def content_id(prompt: str, chosen: str, rejected: str) -> str:
+    """A stable id from a pair's content: ``h-`` and the first 16 hex digits of its sha256.
+
+    >>> content_id("p", "a", "b")
+    'h-292f6f51c4df81f9'
+    """
+    digest = hashlib.sha256("\x1f".join((prompt, chosen, rejected)).encode("utf-8")).hexdigest()
+    return "h-" + digest[:16]
+
+
+# ----------------------------------------------------------------------------------------------- messages
+def render_messages(messages: Messages) -> str:
+    """Render chat messages as plain text, one ``Role: content`` block per message.
+
+    >>> render_messages([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}])
+    'User: Hi\\n\\nAssistant: Hello'
+    """
+    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+
+
+def join_contents(messages: Messages) -> str:
+    """A response's text: its messages' contents joined by blank lines.
+
+    >>> join_contents([{"role": "assistant", "content": "A"}, {"role": "assistant", "content": "B"}])
+    'A\\n\\nB'
+    """
+    return "\n\n".join(m["content"] for m in messages)
+
+
+def check_messages(value: Any, where: str, field: str) -> Messages:
+    """A non-empty list of ``{role, content}`` string messages, or a DataError naming the field."""
+    if not isinstance(value, list) or not value:
+        msg = f"{where}: field '{field}' must be a non-empty string or a non-empty list of chat messages"
+        raise DataError(msg)
+    for k, m in enumerate(value):
+        ok = isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+        if not ok:
+            msg = f"{where}: field '{field}' message {k} must be an object with string 'role' and 'content'"
+            raise DataError(msg)
+    return value
+
+
+def _shared_prefix(chosen: Messages, rejected: Messages) -> int:
+    n = 0
+    while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
+        n += 1
+    return n
+
+
+def _chat(prompt: Messages, chosen: Messages, rejected: Messages, consumed: dict[str, Any]) -> dict[str, Any]:
+    """A conversational pair: flat texts plus the original fields and the split messages under ``_source``."""
+    texts = (render_messages(prompt), join_contents(chosen), join_contents(rejected))
+    source = {"fields": consumed, "messages": {"prompt": prompt, "chosen": chosen, "rejected": rejected},
+              "texts": texts}
+    return {"prompt": texts[0], "chosen": texts[1], "rejected": texts[2], SOURCE: source}
+
+
+# ------------------------------------------------------------------------------------------------- parsers
+def _need(row: dict[str, Any], fields: tuple[str, ...], where: str, shape: str) -> None:
+    for field in fields:
+        if field not in row:
+            msg = f"{where}: missing field '{field}' (the {shape} shape needs {', '.join(fields)})"
+            raise DataError(msg, hint=ACCEPTED_HINT)
+
+
+def _string(row: dict[str, Any], field: str, where: str) -> str:
+    value = row[field]
+    if not isinstance(value, str):
+        msg = f"{where}: field '{field}' must be a string, got {type(value).__name__}"
+        raise DataError(msg)
+    return value
+
+
+def _parse_trl_chat(row: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    _need(row, ("chosen", "rejected"), where, "trl-chat")
+    chosen = check_messages(row["chosen"], where, "chosen")
+    rejected = check_messages(row["rejected"], where, "rejected")
+    consumed: dict[str, Any] = {k: row[k] for k in ("prompt", "chosen", "rejected") if k in row}
+    if "prompt" in row and not isinstance(row["prompt"], str):
+        prompt = check_messages(row["prompt"], where, "prompt") if row["prompt"] != [] else []
+    else:
+        n = _shared_prefix(chosen, rejected)
+        prompt, chosen, rejected = chosen[:n], chosen[n:], rejected[n:]
+    return [_chat(prompt, chosen, rejected, consumed)]
+
+
+def _parse_ultrafeedback(row: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    _need(row, ("prompt", "chosen", "rejected"), where, "ultrafeedback")
+    _string(row, "prompt", where)
+    chosen = check_messages(row["chosen"], where, "chosen")
+    rejected = check_messages(row["rejected"], where, "rejected")
+    n = _shared_prefix(chosen, rejected)
+    consumed = {k: row[k] for k in ("prompt", "chosen", "rejected")}
+    return [_chat(chosen[:n], chosen[n:], rejected[n:], consumed)]
+
+
+def _parse_openai(row: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    _need(row, ("input", "preferred_output", "non_preferred_output"), where, "openai")
+    inp = row["input"]
+    if not isinstance(inp, dict) or "messages" not in inp:
+        msg = f"{where}: field 'input' must be an object with 'messages' (OpenAI preference fine-tuning)"
+        raise DataError(msg)
+    prompt = check_messages(inp["messages"], where, "input.messages")
+    chosen = check_messages(row["preferred_output"], where, "preferred_output")
+    rejected = check_messages(row["non_preferred_output"], where, "non_preferred_output")
+    consumed = {k: row[k] for k in ("input", "preferred_output", "non_preferred_output")}
+    return [_chat(prompt, chosen, rejected, consumed)]
+
+
+def _split_hh(chosen: str, rejected: str) -> Pair | None:
+    """Anthropic HH rows: split the shared dialogue up to the last ``\\n\\nAssistant:``."""
+    common = os.path.commonprefix([chosen, rejected])  # noqa: RUF071 (character prefix is what we want)
+    cut = common.rfind(HH_SPLIT)
+    if cut < 0:
+        return None
+    end = cut + len(HH_SPLIT)
+    return chosen[:end], chosen[end:], rejected[end:]
+
+
+def split_implicit(chosen: str, rejected: str) -> Pair | None:
+    """TRL's implicit prompt: the shared start, ending before the space a completion starts with.
+
+    >>> split_implicit("The sky is blue.", "The sky is green.")
+    ('The sky is', ' blue.', ' green.')
+    """
+    n = len(os.path.commonprefix([chosen, rejected]))  # noqa: RUF071
+    if n == len(chosen) or n == len(rejected):
+        n = max(0, min(len(chosen), len(rejected)) - 1)
+    if n > 0 and chosen[n - 1] == " ":
+        n -= 1
+    if not chosen[:n].strip():
+        return None
+    return chosen[:n], chosen[n:], rejected[n:]
+
+
+def _parse_strings(row: dict[str, Any], where: str, shape: str) -> list[dict[str, Any]]:
+    _need(row, ("chosen", "rejected"), where, shape)
+    chosen, rejected = _string(row, "chosen", where), _string(row, "rejected", where)
+    if "prompt" in row:
+        return [{"prompt": _string(row, "prompt", where), "chosen": chosen, "rejected": rejected}]
+    split = _split_hh(chosen, rejected) if shape != "trl" else None
+    split = split or (split_implicit(chosen, rejected) if shape != "hh" else None)
+    if split is None:
+        msg = (f"{where}: no 'prompt' field, and 'chosen' and 'rejected' share no dialogue ending in "
+               f"'\\n\\nAssistant:' and no common start (an implicit prompt)")
+        raise DataError(msg, hint="give prompt, chosen, rejected; or " + ACCEPTED_HINT)
+    return [{"prompt": split[0], "chosen": split[1], "rejected": split[2]}]
+
+
+def _parse_rewardbench2(row: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    _need(row, ("prompt", "chosen", "rejected"), where, "rewardbench2")
+    prompt = _string(row, "prompt", where)
+    lists = {}
+    for field in ("chosen", "rejected"):
+        value = row[field]
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or not value or not all(isinstance(x, str) for x in value):
+            msg = f"{where}: field '{field}' must be a non-empty list of strings (RewardBench 2)"
+            raise DataError(msg)
+        lists[field] = value
+    group = str(row["id"]) if "id" in row else content_id(prompt, lists["chosen"][0], lists["rejected"][0])
+    out = []
+    for i, c in enumerate(lists["chosen"]):
+        for j, r in enumerate(lists["rejected"]):
+            out.append({"id": f"{group}:c{i}:r{j}", "prompt": prompt, "chosen": c, "rejected": r, "group_id": group})
+    return out
+
+
+def _parse_pku(row: dict[str, Any], where: str, key: str) -> list[dict[str, Any]]:
+    _need(row, ("prompt", "response_0", "response_1", key), where, "pku")
+    prompt = _string(row, "prompt", where)
+    r0, r1 = _string(row, "response_0", where), _string(row, "response_1", where)
+    best = row[key]
+    if best not in (0, 1) or isinstance(best, bool):
+        msg = f"{where}: field '{key}' must be 0 or 1, got {best!r}"
+        raise DataError(msg)
+    chosen, rejected = (r0, r1) if best == 0 else (r1, r0)
+    return [{"prompt": prompt, "chosen": chosen, "rejected": rejected}]
+
+
+PARSERS: dict[str, Callable[[dict[str, Any], str], list[dict[str, Any]]]] = {
+    "trl": lambda row, where: _parse_strings(row, where, "trl"),
+    "hh": lambda row, where: _parse_strings(row, where, "hh"),
+    "rewardbench": lambda row, where: _parse_strings(row, where, "rewardbench"),
+    "trl-chat": _parse_trl_chat,
+    "ultrafeedback": _parse_ultrafeedback,
+    "openai": _parse_openai,
+    "rewardbench2": _parse_rewardbench2,
+    "pku": lambda row, where: _parse_pku(row, where, "better_response_id"),
+    "pku-safer": lambda row, where: _parse_pku(row, where, "safer_response_id"),
+}
+# fields a parser turns into prompt/chosen/rejected (dropped from the extra keys; the rest are kept)
+CONSUMED = {"trl-chat": ("prompt", "chosen", "rejected"), "ultrafeedback": ("prompt", "chosen", "rejected"),
+            "openai": ("input", "preferred_output", "non_preferred_output"),
+            "rewardbench2": ("prompt", "chosen", "rejected", "id")}
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(x, str) for x in value)
+
+
+def detect(row: dict[str, Any]) -> str | None:
+    """The shape of one row, or None when it has none we know.
+
+    >>> detect({"prompt": "p", "chosen": "a", "rejected": "b"})
+    'trl'
+    >>> detect({"input": {"messages": []}, "preferred_output": [], "non_preferred_output": []})
+    'openai'
+    """
+    if "chosen" in row or "rejected" in row:
+        chosen, rejected = row.get("chosen"), row.get("rejected")
+        if _is_str_list(chosen) or _is_str_list(rejected):
+            return "rewardbench2"
+        if isinstance(chosen, list) or isinstance(rejected, list):
+            return "ultrafeedback" if isinstance(row.get("prompt"), str) else "trl-chat"
+        if "prompt" not in row:
+            if isinstance(chosen, str) and isinstance(rejected, str) and _split_hh(chosen, rejected):
+                return "hh"
+            return "trl"
+        return "rewardbench" if "chosen_model" in row or "rejected_model" in row else "trl"
+    if isinstance(row.get("input"), dict) and ("preferred_output" in row or "non_preferred_output" in row):
+        return "openai"
+    if "response_0" in row and "response_1" in row:
+        return "pku"
+    return None
+
+
+def parse(row: Any, where: str, shape: str | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """Read one row (of ``shape``, or the detected one) as flat pairs; returns (shape, pairs).
+
+    Each pair has ``prompt``, ``chosen`` and ``rejected`` strings, plus ``id``/``group_id`` for expanded
+    rows and ``_source`` for conversational ones; the caller adds the row's extra keys.
+    """
+    if not isinstance(row, dict):
+        msg = f"{where}: expected a JSON object, got {type(row).__name__}"
+        raise DataError(msg)
+    name = shape or detect(row)
+    if name is None:
+        fields = ", ".join(sorted(row)[:8]) or "none"
+        msg = f"{where}: no preference shape marsctl knows (fields: {fields}; need prompt, chosen, rejected)"
+        raise DataError(msg, hint=ACCEPTED_HINT)
+    return name, PARSERS[name](row, where)
+
+
+def check_shape_name(name: str | None) -> str | None:
+    """``--format`` names a known shape (or is None: detect each row)."""
+    if name is not None and name not in SHAPES:
+        from marsctl.errors import ConfigError
+
+        msg = f"--format {name!r} is not a shape marsctl reads; choose one of: {', '.join(SHAPES)}"
+        raise ConfigError(msg)
+    return name
+
+
+# ----------------------------------------------------------------------------------------------- writing
+def restore(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record as it is written: conversational rows get their messages back.
+
+    Unchanged texts put back the original fields (the row's own layout: TRL chat, UltraFeedback, OpenAI);
+    a record whose texts were changed (a synthetic pair) is written as TRL conversational preference
+    with an explicit prompt, the changed side as one message.
+    """
+    source = rec.get(SOURCE)
+    if not source:
+        return rec
+    texts = (rec.get("prompt"), rec.get("chosen"), rec.get("rejected"))
+    out = {k: v for k, v in rec.items() if k not in ("prompt", "chosen", "rejected")}
+    if tuple(source["texts"]) == texts:
+        return {**source["fields"], **out}
+    msgs = source["messages"]
+    changed = [t != s for t, s in zip(texts, source["texts"], strict=True)]
+    prompt = [{"role": "user", "content": texts[0]}] if changed[0] else msgs["prompt"]
+    chosen = [{"role": "assistant", "content": texts[1]}] if changed[1] else msgs["chosen"]
+    rejected = [{"role": "assistant", "content": texts[2]}] if changed[2] else msgs["rejected"]
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, **out}
+
+
+def hh_messages(text: str) -> Messages | None:
+    r"""An Anthropic HH dialogue as messages (the empty last ``Assistant:`` turn dropped), or None if it is not one.
+
+    >>> hh_messages("\n\nHuman: Hi\n\nAssistant: Hello\n\nHuman: Bye?\n\nAssistant:")
+    [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Hello'}, {'role': 'user', 'content': 'Bye?'}]
+    """
+    parts = _HH_TURN.split(text)
+    if len(parts) < 3 or parts[0].strip():
+        return None
+    roles = {"Human": "user", "Assistant": "assistant"}
+    out = [{"role": roles[r], "content": c.strip()} for r, c in zip(parts[1::2], parts[2::2], strict=True)]
+    return out[:-1] if out and out[-1]["role"] == "assistant" and not out[-1]["content"] else out
+
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant):")
+
+
+def messages_of(rec: dict[str, Any]) -> tuple[Messages, Messages, Messages]:
+    """A record's prompt, chosen and rejected as messages: its own when read from chat and unchanged, an HH
+    prompt split into its turns, else one message each."""
+    source = rec.get(SOURCE)
+    texts = (rec["prompt"], rec["chosen"], rec["rejected"])
+    m = source["messages"] if source else None
+    same = [bool(source) and t == s for t, s in zip(texts, source["texts"] if source else texts, strict=True)]
+    hh = None if m and same[0] else hh_messages(texts[0])
+    prompt = m["prompt"] if m and same[0] else hh or [{"role": "user", "content": texts[0]}]
+
+    def response(k: int, field: str) -> Messages:
+        if m and same[k]:
+            return m[field]
+        return [{"role": "assistant", "content": texts[k].strip() if hh else texts[k]}]
+
+    return prompt, response(1, "chosen"), response(2, "rejected")
+
+
+# ------------------------------------------------------------------------------------------ convert --to
+TARGETS = {
+    "trl": "TRL preference, standard: prompt, chosen, rejected strings (extra fields kept)",
+    "trl-chat": "TRL preference, conversational with an explicit prompt: message lists (extra fields kept)",
+    "openai": "OpenAI preference fine-tuning: input.messages, preferred_output, non_preferred_output (one "
+              "assistant message each; nothing else)",
+    "rewardbench": "RewardBench v1: prompt, chosen, chosen_model, rejected, rejected_model, subset, id",
+}
+CORE = ("id", "prompt", "chosen", "rejected")
+
+
+def _extras(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in rec.items() if k not in CORE and not k.startswith("_")}
+
+
+def to_layout(rec: dict[str, Any], target: str) -> dict[str, Any]:
+    """A record in one of the published layouts of :data:`TARGETS`.
+
+    >>> to_layout({"id": "a", "prompt": "Q?", "chosen": "Yes", "rejected": "No"}, "openai")["preferred_output"]
+    [{'role': 'assistant', 'content': 'Yes'}]
+    """
+    if target == "trl":
+        return {"id": rec["id"], "prompt": rec["prompt"], "chosen": rec["chosen"], "rejected": rec["rejected"],
+                **_extras(rec)}
+    prompt, chosen, rejected = messages_of(rec)
+    if target == "trl-chat":
+        return {"id": rec["id"], "prompt": prompt, "chosen": chosen, "rejected": rejected, **_extras(rec)}
+    if target == "openai":  # exactly one assistant message per output, as OpenAI requires
+        return {"input": {"messages": prompt},
+                "preferred_output": [{"role": "assistant", "content": join_contents(chosen)}],
+                "non_preferred_output": [{"role": "assistant", "content": join_contents(rejected)}]}
+    return {"prompt": rec["prompt"], "chosen": rec["chosen"], "chosen_model": str(rec.get("chosen_model", "")),
+            "rejected": rec["rejected"], "rejected_model": str(rec.get("rejected_model", "")),
+            "subset": str(rec.get("subset", "")), "id": rec["id"]}

@@ -1,23 +1,29 @@
 #!/usr/bin/env bash
-# Issue 13, the loop side: noise-aware refinement (--noise soft/drop), the scale-free tilt, and budgets of
-# n, 2n and 5n, each against none and uniform (matched optimiser steps, 5 seeds; the same grouped splits and
-# pool as benchmarks/compare_all.sh, so runs of different compare folders pair up by seed).
-#   bash benchmarks/compare_noise.sh [SHARED_DIR] [OUT_DIR] [DATASET ...]
-# then: python benchmarks/noise_table.py OUT_DIR/DATASET
+# Issue 13, the loop side: noise-aware refinement (--noise soft/drop) and the scale-free tilt against none and
+# uniform (matched optimiser steps, 5 seeds). Every compare folder of a dataset uses the same grouped splits
+# and pool, so benchmarks/noise_table.py pairs their runs by seed on the same test pairs.
+#   bash benchmarks/compare_noise.sh [SHARED_DIR] [OUT_DIR]
+# These are the runs README Results reports (LLMBar and HH-RLHF: the noise options with strategy none only;
+# the augmented noise runs there did not fit the time on the shared machine).
 set -euo pipefail
 shared=${1:-../shared}
 out=${2:-benchmarks/results/compare_noise}
-shift 2 || true
-datasets=("${@:-pandalm_testset llmbar hh_rlhf_harmless_base_test}")
 export HF_HUB_OFFLINE=1
-common=(--protocols steps --seeds 5)
-for ds in ${datasets[@]}; do
-  data="$shared/data/$ds/pairs.jsonl"
-  d="$out/$ds"
-  start=$(date +%s)
-  marsctl compare "$data" "${common[@]}" --strategies none,uniform,mars-abs --out "$d/base"
-  marsctl compare "$data" "${common[@]}" --strategies mars-abs --alpha 1 --alpha-scale std --out "$d/tilt"
-  marsctl compare "$data" "${common[@]}" --strategies none,uniform,mars-abs --noise soft --out "$d/soft"
-  marsctl compare "$data" "${common[@]}" --strategies none,uniform,mars-abs --noise drop --out "$d/drop"
-  echo "$ds: $(( $(date +%s) - start )) s" | tee -a "$out/timing.txt"
+c=(--protocols steps --seeds 5)
+P="$shared/data/pandalm_testset/pairs.jsonl"
+marsctl compare "$P" "${c[@]}" --strategies none,uniform,mars-abs --out "$out/pandalm_testset/base"
+marsctl compare "$P" "${c[@]}" --strategies none,mars-abs --noise soft --out "$out/pandalm_testset/soft"
+marsctl compare "$P" "${c[@]}" --strategies none,mars-abs --noise drop --out "$out/pandalm_testset/drop"
+for ds in llmbar hh_rlhf_harmless_base_test; do
+  d="$shared/data/$ds/pairs.jsonl"
+  marsctl compare "$d" "${c[@]}" --strategies none --out "$out/$ds/base"
+  marsctl compare "$d" "${c[@]}" --strategies none --noise soft --out "$out/$ds/soft"
+  marsctl compare "$d" "${c[@]}" --strategies none --noise drop --out "$out/$ds/drop"
+done
+marsctl compare "$P" "${c[@]}" --strategies mars-abs --alpha 1 --alpha-scale std --out "$out/pandalm_testset/tilt"
+marsctl compare "$shared/data/llmbar/pairs.jsonl" "${c[@]}" --strategies uniform,mars-abs \
+  --out "$out/llmbar/base_uniform"
+for ds in pandalm_testset llmbar hh_rlhf_harmless_base_test; do
+  python benchmarks/noise_table.py "$out/$ds"
+  python benchmarks/budget_tilt.py "$out/$ds/base" > "$out/$ds/budget_tilt.md"
 done

@@ -212,13 +212,13 @@ def render(res: dict[str, Any], command: str, notes: Path | None = None) -> str:
              f"{', '.join(f'{k} {v[0]:.1f}/{v[1]:.1f}' for k, v in load.items())}. Ratios are measured side "
              "by side in the same run, so they hold better than the seconds under load.", "",
              "| figure | value |", "|---|---|"]
-    lines += _render_p1(res["P1"]) if "P1" in res else ["| P1 | not measured in this run (see `--parts`) |"]
+    lines += _render_p1(res["P1"]) if "P1" in res else ["| P1 | not (yet) measured in this run: it runs last |"]
     if "P3" in res:
         lines.append(f"| P3: `marsctl --help` wall (median of 5) | {res['P3']} s |")
     if "P4_P5" in res:
         lines += _render_p4_p5(res["P4_P5"])
     for r in res.get("P6", []):
-        cos = ("—" if r["min_cos"] is None else f"min cos {r['min_cos']:.6f}, mean {r['mean_cos']:.6f} to torch")
+        cos = ("—" if r["min_cos"] is None else f"min cos {r['min_cos']:.7f}, mean {r['mean_cos']:.7f} to torch")
         lines.append(f"| P6: `{r['encoder']}` texts/s ÷ bare sentence-transformers ({r['texts_per_s']} texts/s) | "
                      f"{r['ratio_to_bare_st']:.2f}× (each repetition {r['ratios']}; {cos}) |")
     if notes is not None and notes.exists():

@@ -214,6 +214,9 @@ def eval_rows(m: dict[str, Any]) -> list[list[str]]:
         ["eval_mean_reward", f"{m['mean_reward']:.4f}  (min {m['min_reward']:.3f}, max {m['max_reward']:.3f})"],
         ["baseline: longer response", f"{lb['longer']:.4f}  (shorter {lb['shorter']:.4f}, ties {lb['ties']:.4f})"],
     ]
+    if (lt := m.get("length_term")) is not None:
+        rows.append(["accuracy without the length term", f"{lt['without_length']:.4f}  (with it "
+                     f"{lt['with_length']:.4f}, the length term alone {lt['length_only']:.4f})"])
     if "calibration" in m:
         rows += _diagnostic_rows(m)
     return rows

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from marsctl import metrics
+from marsctl import metrics, rewardbench
 
 
 def test_roc_auc_matches_sklearn():
@@ -145,9 +145,9 @@ def test_rewardbench_sections_are_prompt_weighted():
     mixed = metrics.evaluate([*rows, _row("A/x", 1.0), _row("A/y", -1.0)], n_boot=200)
     assert mixed["sections"] == {"A": 0.5} and mixed["rewardbench"]["other_subsets"] == ["A/x", "A/y"]
     # a section whose subsets are all missing is absent (RewardBench itself writes 0), and no headline score then
-    part = metrics.rewardbench_sections({"mt-bench-hard": 0.25})
+    part = rewardbench.rewardbench_sections({"mt-bench-hard": 0.25})
     assert part["sections"] == {"Chat Hard": 0.25} and part["score"] is None
-    assert metrics.rewardbench_sections({"A/x": 1.0}) is None
+    assert rewardbench.rewardbench_sections({"A/x": 1.0}) is None
     assert "rewardbench" not in metrics.evaluate([_row("A/x", 1.0)], n_boot=200)
 
 

@@ -108,7 +108,11 @@ class Head(ABC):
 
     @abstractmethod
     def fit(self, pairs: list[dict[str, Any]], *, epochs: int | None = None) -> Head:
-        """Train on pairs (dicts with prompt, chosen, rejected); continue from current weights."""
+        """Train on pairs (dicts with prompt, chosen, rejected); continue from current weights.
+
+        A pair's ``weight`` field multiplies its BT loss term (``marsctl.losses.pair_weights`` reads and
+        checks it, ``positive_weights`` leaves weight-0 pairs out, ``bt_loss(weight=...)`` weights the mean).
+        """
 
     @abstractmethod
     def score_batch(self, prompts: list[str], responses: list[str]) -> list[float]:

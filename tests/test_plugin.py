@@ -83,7 +83,7 @@ def test_optional_abilities_have_defaults():
     assert Flat().alpha_eff([0.1, 0.2]) is None
 
 
-@pytest.mark.parametrize(("name", "epochs"), [("mlp", 5), ("linear", 20), ("transformer", 1)])
+@pytest.mark.parametrize(("name", "epochs"), [("mlp", 3), ("linear", 20), ("transformer", 1)])
 def test_first_party_heads_declare_their_default_epochs(name, epochs):
     assert registry.load("head", name).default_epochs() == epochs
 

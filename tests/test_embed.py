@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,3 +61,24 @@ def test_stores_on_one_file_share_one_connection(tmp_path):
     b.put_many([(b"k", np.ones(4, dtype=np.float32))])
     b.close()
     assert len(EmbeddingCache(tmp_path / "e.sqlite")) == 1
+
+
+def test_cache_keys_follow_the_encoders_content_not_its_folder_or_file_sizes(tmp_path):
+    """A copy of the encoder elsewhere shares its cached vectors; the same files with one weight byte changed
+    (same sizes, same folder name) do not: the cache key hashes the weights' content."""
+    import shutil
+
+    from marsctl.embed import default_encoder_path
+
+    bundled = Path(default_encoder_path())
+    copy = tmp_path / "a" / bundled.name
+    shutil.copytree(bundled, copy)
+    tuned = tmp_path / "b" / bundled.name
+    shutil.copytree(bundled, tuned)
+    weights = tuned / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # a byte of the last tensor: the file keeps its size and still parses
+    weights.write_bytes(bytes(data))
+    assert Encoder(str(copy)).id.split(":")[1] == Encoder(str(bundled)).id.split(":")[1]
+    assert Encoder(str(tuned)).id != Encoder(str(copy)).id
+    assert Encoder(str(bundled), max_seq_length=128).id != Encoder(str(bundled)).id

@@ -1,6 +1,6 @@
 """Pool the compare folders of benchmarks/compare_noise.sh for one dataset into one paired table.
 
-    python benchmarks/noise_table.py benchmarks/results/compare_noise/DATASET [--budget-runs]
+    python benchmarks/noise_table.py benchmarks/results/compare_noise/DATASET
 
 Every run of a folder is named by the folder and its strategy (``soft/none``: strategy none with --noise
 soft); all folders share the seeds' grouped splits, so each run pairs with ``base/none`` and ``base/uniform``

@@ -20,9 +20,11 @@ _PUBLIC = {
     "load_model": ("marsctl.modeldir", "load_head"),
     "train": ("marsctl.steps", "train"),
     "score": ("marsctl.steps", "score"),
+    "iter_score": ("marsctl.steps", "iter_score"),
     "select": ("marsctl.steps", "select"),
     "make_augmenter": ("marsctl.steps", "make_augmenter"),
     "augment": ("marsctl.steps", "augment"),
+    "iter_augment": ("marsctl.steps", "iter_augment"),
     "refine": ("marsctl.loop", "refine"),
     "RefineConfig": ("marsctl.loop", "RefineConfig"),
     "evaluate": ("marsctl.metrics", "evaluate"),
@@ -38,8 +40,8 @@ _PUBLIC = {
 
 __all__ = [  # the names of _PUBLIC, and the two constants (tests/test_python_api.py checks they agree)
     "FORMAT_VERSION", "Augmenter", "ConfigError", "DataError", "Head", "MarsError", "PluginError", "RefineConfig",
-    "Selector", "__version__", "augment", "evaluate", "export_onnx", "iter_pairs", "load_model", "make_augmenter",
-    "read_pairs", "refine", "score", "select", "train", "write_records",
+    "Selector", "__version__", "augment", "evaluate", "export_onnx", "iter_augment", "iter_pairs", "iter_score",
+    "load_model", "make_augmenter", "read_pairs", "refine", "score", "select", "train", "write_records",
 ]
 
 if TYPE_CHECKING:
@@ -51,7 +53,7 @@ if TYPE_CHECKING:
     from marsctl.modeldir import load_head as load_model
     from marsctl.plugin import Augmenter, Head, Selector
     from marsctl.records import iter_pairs, read_pairs
-    from marsctl.steps import augment, make_augmenter, score, select, train
+    from marsctl.steps import augment, iter_augment, iter_score, make_augmenter, score, select, train
 
 
 def __getattr__(name: str) -> Any:

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import orjson
+
 from marsctl.errors import DataError
 
 MAX_DEPTH = 100  # JSON nesting below a row; deeper values are refused so they can always be written back
@@ -101,12 +103,41 @@ def _parse_int(text: str) -> int:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_parse_float, parse_int=_parse_int)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False)  # built once: dumps runs per record
+_MISSING = object()
+_HUGE = float(2**63)  # orjson reads an int outside [-2**63, 2**64) as a float: at least this large
+
+
+def _has_huge_float(value: Any) -> bool:
+    """Whether a parsed value holds a float of magnitude at least ``2**63`` (at any depth)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is float:
+            if not -_HUGE < item < _HUGE:
+                return True
+        elif kind is dict:
+            stack.extend(v for v in item.values() if type(v) is not str)
+        elif kind is list:
+            stack.extend(item)
+    return False
 
 
 def _parse_json_line(text: str, where: str) -> Any:
-    """Parse one JSON line; NaN, Infinity, a huge int, deep nesting or a lone surrogate is a DataError."""
+    """Parse one JSON line; NaN, Infinity, a huge int, deep nesting or a lone surrogate is a DataError.
+
+    orjson parses first (fast); whatever it refuses (NaN, 1e400, a huge int, a lone surrogate, deep
+    nesting, bad JSON) is parsed again by ``json``, which accepts it or gives the message.
+    """
+    value = _MISSING
+    with contextlib.suppress(orjson.JSONDecodeError):
+        value = orjson.loads(text)
+    if value is not _MISSING and _has_huge_float(value):  # maybe an int past 64 bits, which orjson makes a float
+        value = _MISSING
     try:
-        value = _DECODER.decode(text)
+        if value is _MISSING:
+            value = _DECODER.decode(text)
         if isinstance(value, dict | list) and (
                 _SURROGATE_ESCAPE.search(text) or text.count("[") + text.count("{") > MAX_DEPTH):
             check_values(value, where)
@@ -331,7 +362,7 @@ def dumps(rec: dict[str, Any]) -> str:
 
         out = restore(rec)
     try:
-        return json.dumps(strip_private(out), ensure_ascii=False, allow_nan=False)
+        return _ENCODER.encode(strip_private(out))  # what json.dumps(ensure_ascii=False, allow_nan=False) gives
     except ValueError:
         where = f"line {rec['_line']}" if "_line" in rec else f"record {rec.get('id', '?')!r}"
         bad = [k for k, v in rec.items() if isinstance(v, float) and not math.isfinite(v)]
@@ -423,13 +454,19 @@ def write_records(records: Iterable[dict[str, Any]], path: str | os.PathLike) ->
 
 
 @contextlib.contextmanager
-def record_writer(path: str | os.PathLike) -> Iterator[Callable[[dict[str, Any]], None]]:
+def record_writer(path: str | os.PathLike, *, hold: bool = False) -> Iterator[Callable[[dict[str, Any]], None]]:
     """Stream records to ``path`` (atomically: nothing is left there when the block raises) or to stdout for ``-``.
 
     Yields ``write(record)``. On stdout each record is written as it comes, so a caller that must not
-    leave partial output on bad input checks its input before the first write. A file named for another
-    format (``.parquet``, ``.csv``, ``.jsonl.gz``) is written in it, at the end of the block.
+    leave partial output on bad input checks its input before the first write, or passes ``hold``:
+    then stdout (or a device other than ``/dev/null``) gets the records only when the block ends
+    without an error, from a temporary file in ``$TMPDIR``. A file named for another format
+    (``.parquet``, ``.csv``, ``.jsonl.gz``) is written in it, at the end of the block.
     """
+    if hold and _is_stream(path):
+        with _held(path) as write:
+            yield write
+        return
     if str(path) == "-":
         yield lambda rec: write_stdout(dumps(rec) + "\n")
         return
@@ -445,6 +482,47 @@ def record_writer(path: str | os.PathLike) -> Iterator[Callable[[dict[str, Any]]
             fh.write(dumps(rec) + "\n")
 
         yield write
+
+
+def _is_stream(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is stdout (``-``) or a device or pipe written in place, ``/dev/null`` aside."""
+    from marsctl.outputs import is_special
+
+    return str(path) == "-" or (is_special(Path(path)) and str(path) != os.devnull)
+
+
+@contextlib.contextmanager
+def _held(path: str | os.PathLike) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """``write(record)`` into a temporary file, copied to stdout (``-``) or the device ``path`` at the end."""
+    import tempfile
+
+    from marsctl.outputs import write_failed
+
+    try:
+        spool = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="marsctl-out-")  # noqa: SIM115 (closed below)
+    except OSError as e:
+        raise write_failed("a temporary copy of the output", e) from None
+    with spool:
+
+        def write(rec: dict[str, Any]) -> None:
+            line = dumps(rec) + "\n"
+            try:
+                spool.write(line)
+            except OSError as e:
+                raise write_failed("a temporary copy of the output", e) from None
+
+        yield write
+        try:
+            spool.seek(0)
+        except OSError as e:
+            raise write_failed("a temporary copy of the output", e) from None
+        if str(path) == "-":
+            while piece := spool.read(_PIECE):
+                write_stdout(piece)
+            return
+        with atomic_writer(path) as fh:
+            while piece := spool.read(_PIECE):
+                fh.write(piece)
 
 
 def _other_format(path: str | os.PathLike) -> bool:

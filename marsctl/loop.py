@@ -132,7 +132,8 @@ class Noise:
             key = r["parent_id"] if r.get("source") == "synthetic" else r["id"]
             if self.mode == "drop" and key in self.flagged:
                 continue
-            out.append({**r, "weight": self.weight.get(key, 1.0)} if self.mode == "soft" else r)
+            # soft: the pair's weight times the row's own (a contrast row's, or one the input gave)
+            out.append({**r, "weight": r.get("weight", 1.0) * self.weight.get(key, 1.0)} if self.mode == "soft" else r)
         return out
 
 @dataclass

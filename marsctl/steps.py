@@ -164,6 +164,35 @@ def iter_score(records: Iterable[dict[str, Any]], model: Head, batch_size: int |
         yield from model.score(part, batch_size=batch_size, length_free=length_free)
 
 
+def score_pass(path: str, name: str, model: Head, write: Callable[[dict[str, Any]], None],
+               batch_size: int | None = None, length_free: bool = False) -> dict[str, Any]:
+    """Check, score and ``write`` every pair of a pairs file in one pass: ``{"pairs", "positive", "identical"}``.
+
+    ``write`` must keep what it gets from the caller's output until the pass is done (``jsonio.record_writer``
+    with ``hold``), so bad input on a late line still leaves no partial output; what is said on stderr
+    meanwhile is held back too (``ui.held``). ``positive`` counts pairs with ``pred_margin > 0``;
+    ``identical`` is ``records.count_identical``'s answer, for the caller to warn about.
+    """
+    from marsctl import ui
+
+    same: dict[str, Any] = {"n": 0, "first_line": None}
+
+    def checked() -> Iterator[dict[str, Any]]:
+        for rec in iter_pairs(path, name=name, announce=True):
+            if is_identical(rec):
+                same["n"] += 1
+                same["first_line"] = same["first_line"] or rec["_line"]
+            yield rec
+
+    n = positive = 0
+    with ui.held():
+        for rec in iter_score(checked(), model, batch_size=batch_size, length_free=length_free):
+            write(rec)
+            n += 1
+            positive += rec["pred_margin"] > 0
+    return {"pairs": n, "positive": positive, "identical": same}
+
+
 def scan_pairs(path: str, name: str) -> dict[str, Any]:
     """Check every record of a pairs file (``records.iter_pairs``), keeping none: ``{"pairs": n, "identical": ...}``.
 
@@ -323,7 +352,10 @@ def augment(
 
         selected, report = refine_selected(selected, augmenter, counts, semantic_tries, judge=_judge(head))
     request = [pool_request(p, b) for p, b in zip(picks, counts, strict=True)]
-    made = augmenter.augment(selected, request, round=round, progress=progress)
+    try:
+        made = augmenter.augment(selected, request, round=round, progress=progress)
+    except DataError as e:  # an augmenter does not know the input's name: a check of the whole set names it here
+        raise DataError(f"{name}: {e}", hint=e.hint) from None
     rows = [row for p, b, pool in zip(picks, counts, made, strict=True) for row in keep_picked(p, pool, b, head)]
     return rows, _augment_stats(augmenter, rows, selected, report)
 
@@ -339,11 +371,12 @@ def iter_augment(selected: Iterable[dict[str, Any]], augmenter: Augmenter, *, ro
 
     The rows are the same as one :func:`augment` call makes (pools and draws are seeded per pair).
     A directory ``model`` is loaded once. Semantic refinement needs every row's contrast (its threshold
-    is their mean), so with ``semantic_tries`` the stream is read whole, as one chunk. At least one
-    (possibly empty) chunk is yielded, so the last stats are always there.
+    is their mean), and an augmenter with ``reads_all_pairs`` draws on every row given, so with either the
+    stream is read whole, as one chunk. At least one (possibly empty) chunk is yielded, so the last stats
+    are always there.
     """
     it = iter(selected)
-    size = None if semantic_tries else chunk
+    size = None if semantic_tries or augmenter.reads_all_pairs else chunk
     first = True
     while (part := list(itertools.islice(it, size))) or first:
         first = False

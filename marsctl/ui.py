@@ -39,7 +39,8 @@ def quiet() -> Iterator[None]:
         _quiet -= 1
 
 
-_notes: list[str] = []  # log lines held back until the command speaks again (dropped if it fails first)
+_notes: list[tuple[str, str | None]] = []  # (line, style) held back until the command speaks again
+_holding = 0  # depth of nested held() blocks
 
 
 def note(message: str) -> None:
@@ -49,13 +50,29 @@ def note(message: str) -> None:
     later check still gets one ``Error:`` line and nothing else (``drop_notes``).
     """
     if not _quiet:
-        _notes.append(message)
+        _notes.append((message, None))
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Hold info and warning lines back as notes inside the block (said after it, dropped if the command fails).
+
+    A command that reads its input once, working as it reads, holds what it says meanwhile: input
+    found bad on a late line still gets one ``Error:`` line and nothing else.
+    """
+    global _holding
+    _holding += 1
+    try:
+        yield
+    finally:
+        _holding -= 1
 
 
 def flush_notes() -> None:
-    """Print the held-back notes."""
-    while _notes:
-        console().print(_notes.pop(0), markup=False)
+    """Print the held-back notes (not yet inside a ``held`` block)."""
+    while _notes and not _holding:
+        message, style = _notes.pop(0)
+        console().print(message, style=style, markup=False)
 
 
 def drop_notes() -> None:
@@ -65,14 +82,18 @@ def drop_notes() -> None:
 
 def info(message: str) -> None:
     """A log line on stderr."""
-    if not _quiet:
+    if _holding and not _quiet:
+        _notes.append((message, None))
+    elif not _quiet:
         flush_notes()
         console().print(message, markup=False)
 
 
 def warn(message: str) -> None:
     """A warning on stderr."""
-    if not _quiet:
+    if _holding and not _quiet:
+        _notes.append((f"Warning: {message}", "yellow"))
+    elif not _quiet:
         flush_notes()
         console().print(f"Warning: {message}", style="yellow", markup=False)
 

@@ -103,3 +103,18 @@ def test_the_loss_options_are_declared_once_for_every_head():
         registry.load("head", "transformer").Config(center_rewards=-1)
     with pytest.raises(ConfigError, match="'center_rewards' parameter of the head must"):
         registry.load("head", "mlp").Config(center_rewards=-1)
+
+
+def test_round6_is_pythons_round_to_6_decimals_also_at_halves_and_extremes():
+    import numpy as np
+
+    from marsctl.plugin.head import round6
+
+    rng = np.random.default_rng(0)
+    halves = [(int(k) + 0.5) / 1e6 for k in rng.integers(-10**9, 10**9, 20000)]  # the ties numpy could miss
+    values = [*rng.normal(0, 3, 20000).tolist(), *rng.normal(0, 1e-6, 5000).tolist(), *halves,
+              *(math.nextafter(v, math.inf) for v in halves), *(math.nextafter(v, -math.inf) for v in halves),
+              *rng.uniform(-1e12, 1e12, 2000).tolist(), 0.0, -0.0, -1e-9, 2.675, 5e-324, 1e300, -1e300,
+              math.inf, -math.inf, math.nan]
+    got, want = round6(values), [round(v, 6) for v in values]
+    assert [repr(v) for v in got] == [repr(v) for v in want]  # repr: -0.0 and nan compared too

@@ -137,3 +137,34 @@ def test_directory_or_missing_input(tmp_path, make, expected):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith(f"Error: {src}: {expected}"), proc.stderr
     assert proc.stdout == "" and not out.exists()
+
+
+JSON_LINES = [  # lines orjson refuses or would read differently; json gives the value or the message
+    '{"a": NaN}', '{"a": Infinity}', '{"a": -Infinity}', '{"a": 1e400}', '{"a": 1.7976931348623159e308}',
+    '{"a": ' + "7" * 5000 + "}", '{"a": 18446744073709551616}', '{"a": -9223372036854775809}',
+    '{"a": [1, {"b": 99999999999999999999}]}', '{"a": 1e19}', '{"a": 18446744073709551615}', '{"a": -0.0}',
+    '{"a": 1, "a": 2}', '{"a": "\\ud800"}', '{"\\udc00": 1}', '{"a": "\\ud83d\\ude00"}', '{"a": [1,]}',
+    '{"a": "x\x01"}', '{"m": ' + "[" * 150 + "]" * 150 + "}", '{"m": ' + "[" * 2000 + "]" * 2000 + "}",
+    '{"a": 1} x', "[1, 2", '"\\u0000"', "5e-324", "1e-400",
+]
+
+
+@pytest.mark.parametrize("line", JSON_LINES)
+def test_orjson_fast_path_reads_and_refuses_as_json_does(line, monkeypatch):
+    from marsctl import jsonio
+    from marsctl.errors import DataError
+
+    def outcome() -> tuple[str, object]:
+        try:
+            return "value", jsonio._parse_json_line(line, "f line 1")
+        except DataError as e:
+            return "error", str(e)
+
+    fast = outcome()
+
+    def refuse(text: str) -> object:
+        raise jsonio.orjson.JSONDecodeError("forced", text, 0)
+
+    monkeypatch.setattr(jsonio.orjson, "loads", refuse)  # today's json path alone
+    slow = outcome()
+    assert repr(fast) == repr(slow)  # repr: 2**64 stays an int, -0.0 stays negative

@@ -149,3 +149,24 @@ def test_a_bad_line_near_the_end_of_stdin_leaves_stdout_empty(cmd, model_dir, sc
     errors = [x for x in proc.stderr.splitlines() if x.startswith("Error:")]
     assert len(errors) == 1 and f"<stdin> line {n}: missing field 'rejected'" in errors[0], proc.stderr
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("output", ["-", "/dev/stdout"])
+def test_score_reads_once_and_a_bad_line_after_a_scored_chunk_leaves_no_output(output, model_dir):
+    """More pairs than one chunk (scored and held before the bad line is read), each with a score field of
+    its own (a warning, held back too): exit 2, one Error line, nothing else on stderr, nothing on stdout."""
+    base = read_pairs(TEST)
+    rows = [{**base[i % len(base)], "id": f"r{i}", "score_chosen": 8.0} for i in range(steps.SCORE_CHUNK + 50)]
+    for r in rows:
+        del r["_line"]
+    good = lines(rows)
+    proc = run_cli("score", "-", "-m", str(model_dir), "-o", output, input=good + '{"prompt": "p", "chosen": "a"}\n')
+    n = len(rows) + 1
+    assert proc.returncode == 2, proc.stderr
+    error, hint = proc.stderr.splitlines()  # no warning, no "read N pairs" line
+    assert error == f"Error: <stdin> line {n}: missing field 'rejected' (the trl shape needs chosen, rejected)"
+    assert hint.startswith("Hint: marsctl reads these shapes")
+    assert proc.stdout == ""
+    ok = run_cli("score", "-", "-m", str(model_dir), "-o", output, input=good, check=True)
+    assert [json.loads(x)["input_score_chosen"] for x in ok.stdout.splitlines()] == [8.0] * len(rows)
+    assert "Warning: the input already holds score_chosen" in ok.stderr

@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
             todo = sum(1 for b in counts if b > 0)
             n_rows = 0
             with ui.progress(f"augment ({backend})", todo, "pairs") as advance, record_writer(output) as write:
-                rows_in = (r for r in iter_pairs(src, name=name) if r.get("budget", 0) > 0)
+                rows_in = (r for r in iter_pairs(src, name=name) if r.get("budget", 0) > 0 or aug.reads_all_pairs)
                 stats: dict = {}
                 for rows, so_far in steps.iter_augment(rows_in, aug, round=round_, model=model, name=name,
                                                        progress=advance, semantic_tries=tries if semantic else 0):

@@ -30,7 +30,6 @@ def register(app: typer.Typer) -> None:
         from marsctl.modeldir import load_head
         from marsctl.outputs import check_file_output
         from marsctl.params import check_interval
-        from marsctl.records import iter_pairs
 
         check_file_output(output, [pairs, model], records=True)
         if batch_size is not None:
@@ -38,14 +37,9 @@ def register(app: typer.Typer) -> None:
         head = load_head(model)
         if length_free:
             head.require_length_term()
-        with input_file(pairs, format=fmt, split=split) as (src, name):
-            scan = steps.scan_pairs(src, name)  # every line checked before the first output
-            warn_identical(scan["identical"], name, "score", "kept in the output")
-            n = positive = 0
-            with record_writer(output) as write:
-                for rec in steps.iter_score(iter_pairs(src, name=name), head, batch_size=batch_size,
-                                            length_free=length_free):
-                    write(rec)
-                    n += 1
-                    positive += rec["pred_margin"] > 0
-        ui.info(f"scored {n} pairs from {name} with {model} (share with pred_margin > 0: {positive / n:.3f})")
+        with input_file(pairs, format=fmt, split=split) as (src, name), record_writer(output, hold=True) as write:
+            # one pass: the output is held (a temporary file) until every line was read and scored
+            done = steps.score_pass(src, name, head, write, batch_size=batch_size, length_free=length_free)
+        warn_identical(done["identical"], name, "score", "kept in the output")
+        n = done["pairs"]
+        ui.info(f"scored {n} pairs from {name} with {model} (share with pred_margin > 0: {done['positive'] / n:.3f})")

@@ -38,6 +38,10 @@ class Augmenter(ABC):
     name: ClassVar[str] = "?"
     version: ClassVar[str] = __version__
     Config: ClassVar[type] = PoolConfig
+    # True for an augmenter whose rows for one pair draw on the other pairs given (``contrast``): a streaming
+    # augment then hands it the whole input, rows of budget 0 included, as one call (``steps.iter_augment``),
+    # so its rows do not depend on how the stream is chunked.
+    reads_all_pairs: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, *, seed: int = 0, draw_seed: int | None = None):
         self.config = config if config is not None else self.Config()

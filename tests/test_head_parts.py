@@ -127,6 +127,49 @@ def test_length_term_learns_the_sign_of_a_length_preference(tiny):
     assert all(r["length_chosen"] > r["length_rejected"] for r in scored if len(r["chosen"]) < len(r["rejected"]))
 
 
+def test_length_init_fit_starts_at_the_length_only_optimum(tiny):
+    """length_init=fit: with 0 epochs the head is the length term alone, fitted to the BT loss by itself."""
+    import numpy as np
+
+    short_wins = [{**p, "chosen": p["rejected"], "rejected": p["chosen"]} if len(p["chosen"]) > len(p["rejected"])
+                  else p for p in tiny]
+    zero = steps.train(short_wins, head="mlp", params=["length_init=zero"], seed=0, epochs=0)
+    fit = steps.train(short_wins, head="mlp", params=["length_init=fit"], seed=0, epochs=0)
+    assert not zero.model_.members[0].length.coef.detach().any()
+    a, b = fit.model_.members[0].length.coef.detach().tolist()
+    assert a < 0  # shorter responses win: the fitted term rewards shortness before any joint training
+    scored = steps.score(short_wins, fit)
+    assert all(r["length_chosen"] > r["length_rejected"] for r in scored if len(r["chosen"]) < len(r["rejected"]))
+
+    # It is the optimum of the loss in (a, b): a small step any way does not lower the loss.
+    from marsctl.losses import bt_loss
+
+    term = fit.model_.members[0].length
+    lc = torch.tensor([float(len(p["chosen"])) for p in short_wins])
+    lr = torch.tensor([float(len(p["rejected"])) for p in short_wins])
+    with torch.no_grad():
+        best = float(bt_loss(term(lc), term(lr)))
+        for da, db in [(1e-2, 0), (-1e-2, 0), (0, 1e-2), (0, -1e-2)]:
+            term.coef += torch.tensor([da, db])
+            assert float(bt_loss(term(lc), term(lr))) >= best - 1e-9
+            term.coef -= torch.tensor([da, db])
+    # deterministic, and a trained term carries forward when training continues (not fitted again)
+    again = steps.train(short_wins, head="mlp", params=["length_init=fit"], seed=0, epochs=0)
+    assert np.allclose(again.model_.members[0].length.coef.detach().numpy(), [a, b], rtol=0, atol=0)
+    flipped = [{**p, "chosen": p["rejected"], "rejected": p["chosen"]} for p in short_wins]  # longer wins now
+    assert steps.train(flipped, head="mlp", params=["length_init=fit"], seed=0, epochs=0).model_.members[0] \
+        .length.coef.detach().tolist()[0] > 0
+    kept = steps.train(flipped, init=fit, epochs=0, seed=0)  # continuing: not fitted again on the new pairs
+    assert kept.model_.members[0].length.coef.detach().tolist() == [a, b]
+
+
+def test_length_init_fit_conforms_and_weights_reach_it(tiny):
+    cls = registry.load("head", "mlp")
+    check_head(cls, cls.Config(length_init="fit", epochs=2), pairs=tiny[:12])
+    with pytest.raises(ConfigError, match="'length_init' parameter"):
+        cls.Config(length_init="yes")
+
+
 def test_ensemble_spread_is_zero_for_one_network_and_positive_for_several(tiny, tmp_path):
     single = steps.train(tiny, head="mlp", seed=4, epochs=2)
     one = steps.score(tiny, single)

@@ -52,6 +52,7 @@ MAX_EPOCHS = 10_000
 MAX_THREADS = 1024
 MAX_ENSEMBLE = 64
 LENGTH_TERMS = ("off", "term")
+LENGTH_INITS = ("zero", "fit")
 
 
 @dataclass
@@ -80,6 +81,9 @@ class LinearConfig(BTLossConfig):
     # 0.05: the best of 0.02, 0.05 and 0.1 on average over the shared sets (benchmarks/heads.py).
     length_lr: float = field(default=0.05, metadata={"help": "Learning rate of the length term's a and b."})
     length_decay: float = field(default=0.0, metadata={"help": "Weight decay of the length term's a and b."})
+    length_init: str = field(default="zero", metadata={
+        "help": "Where a new length term starts: zero, or fit (a and b fitted first by the BT loss on the "
+                "training pairs with the length term alone, then trained jointly with the quality network)."})
     ensemble: int = field(default=1, metadata={
         "help": "Networks trained on seeds derived from the head's seed; the reward is their mean and score "
                 "writes the spread of their margins (pred_margin_std)."})
@@ -93,6 +97,7 @@ class LinearConfig(BTLossConfig):
         check_choice(self.length, "length", owner, list(LENGTH_TERMS))
         check_interval(self.length_lr, "length_lr", owner, low=0)
         check_interval(self.length_decay, "length_decay", owner, low=0)
+        check_choice(self.length_init, "length_init", owner, list(LENGTH_INITS))
         check_interval(self.ensemble, "ensemble", owner, kind=int, low=1, high=MAX_ENSEMBLE)
         check_choice(self.encoder_backend, "encoder_backend", owner, list(BACKENDS))
         check_interval(self.epochs, "epochs", owner, kind=int, low=0, high=MAX_EPOCHS)
@@ -238,12 +243,35 @@ class LinearHead(Head):
         idx, w = positive_weights(weights)
         rows = {key: v[idx] for key, v in data.items()} if len(idx) < len(weights) else dict(data)
         rows["w"] = None if w is None else torch.tensor(w)
+        if member.length is not None and self.config.length_init == "fit":
+            self._fit_length(member.length, rows)
         shuffle = derive_seed(self.seed, "shuffle", *([k] if k else []))
         if k == 0:
             return self._train_loop(member, rows, epochs, shuffle)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(derive_seed(self.seed, "dropout", k) % (2**31))
             return self._train_loop(member, rows, epochs, shuffle)
+
+    def _fit_length(self, term: Any, rows: dict[str, Any]) -> None:
+        """Fit a new length term's a and b alone (weighted BT loss, L-BFGS); a trained one is left as it is.
+
+        The quality network then learns what length does not explain. Deterministic: L-BFGS draws nothing.
+        """
+        import torch
+
+        from marsctl.losses import bt_loss
+
+        if bool(term.coef.detach().any()):
+            return  # continuing from a trained head: its length term carries forward
+        opt = torch.optim.LBFGS(term.parameters(), lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
+
+        def closure() -> Any:
+            opt.zero_grad()
+            loss = bt_loss(term(rows["lc"]), term(rows["lr"]), rows["target"], self.config.center_rewards, rows["w"])
+            loss.backward()
+            return loss
+
+        opt.step(closure)
 
     def _bootstrap_counts(self, k: int, n: int) -> list[int]:
         """How often each of ``n`` pairs is drawn in member ``k``'s bootstrap resample (n draws)."""
@@ -317,8 +345,9 @@ class LinearHead(Head):
         import torch
 
         model = self._float64_model()
+        feats = self._features(prompts, responses)  # texts not in the cache are embedded on torch's own threads
         with torch.no_grad(), torch_threads(self.config.threads):  # 1 thread: half the CPU on a busy machine
-            x = torch.from_numpy(self._features(prompts, responses)).double()
+            x = torch.from_numpy(feats).double()
             chars = torch.tensor([float(len(r)) for r in responses], dtype=torch.float64)
             parts = [m(x, chars) for m in model.members]
             return [(q + ell).tolist() for q, ell in parts], [ell.tolist() for _, ell in parts]

@@ -32,7 +32,9 @@
 # Environment: OUT (default out/gpu-compare), PYTHON (python3), GPU_COMPARE_WORK (compare's --out,
 # default /tmp/gpu-compare; resumable), GPU_COMPARE_SEEDS (3), GPU_COMPARE_PAIRS (0 = every pair, else
 # the first N), GPU_COMPARE_MAX_LENGTH (256), GPU_COMPARE_PRECISION (bf16), GPU_COMPARE_BUDGET_S (530),
-# GPU_COMPARE_MODEL (.gpu-carry/minilm-fp16), GPU_COMPARE_DATA (the pairs), GPU_COMPARE_INSTALL (1).
+# GPU_COMPARE_MODEL (.gpu-carry/minilm-fp16), GPU_COMPARE_DATA (the pairs), GPU_COMPARE_INSTALL (1),
+# GPU_COMPARE_EXTRA (more compare options: issue 13's runs are GPU_COMPARE_EXTRA="-b 400" and
+# GPU_COMPARE_EXTRA="-b 400 --backend contrast"; use a fresh GPU_COMPARE_WORK for each).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 T0=$(date +%s.%N)
@@ -97,6 +99,7 @@ echo "== setup done after $(awk "BEGIN{print $(date +%s.%N) - $T0}") s"
 import json
 import os
 import shutil
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -111,6 +114,7 @@ PRECISION = os.environ.get("GPU_COMPARE_PRECISION", "bf16")
 BUDGET_S = float(os.environ.get("GPU_COMPARE_BUDGET_S", "530"))
 MODEL = os.environ.get("GPU_COMPARE_MODEL", ".gpu-carry/minilm-fp16")
 DATA = os.environ.get("GPU_COMPARE_DATA")
+EXTRA = shlex.split(os.environ.get("GPU_COMPARE_EXTRA", ""))  # more compare options, e.g. "-b 400 --backend contrast"
 if not DATA:
     for cand in (".gpu-carry/data", "../shared/data", "shared/data"):
         if Path(cand, "hh_rlhf_harmless_base_test", "pairs.jsonl").exists():
@@ -135,7 +139,7 @@ WORK.mkdir(parents=True, exist_ok=True)
 pairs = DATA
 if N_PAIRS:
     lines = [x for x in Path(DATA).read_text(encoding="utf-8").splitlines() if x.strip()][:N_PAIRS]
-    pairs = str(WORK / f"pairs-first{N_PAIRS}.jsonl")
+    pairs = str(WORK.parent / f"{WORK.name}-pairs-first{N_PAIRS}.jsonl")  # beside --out: compare refuses inputs in it
     Path(pairs).write_text("\n".join(lines) + "\n", encoding="utf-8")
 n_total = sum(1 for x in Path(pairs).read_text(encoding="utf-8").splitlines() if x.strip())
 log(f"pairs {pairs} ({n_total}); model {MODEL}; max_length {MAX_LENGTH}; {PRECISION}; "
@@ -152,7 +156,7 @@ def compare(strategies: list[str], seeds: int) -> None:
     for p in HEAD_PARAMS:
         args += ["-p", p]
     args += ["--epochs", "1", "--rounds", "1", "--strategies", ",".join(strategies), "--protocols", PROTOCOL,
-             "--seeds", str(seeds), "--out", str(WORK)]
+             "--seeds", str(seeds), *EXTRA, "--out", str(WORK)]
     sys.argv = ["marsctl", *args]  # compare records its command line in table.md
     log("marsctl " + " ".join(args))
     rc = app(args, prog_name="marsctl", standalone_mode=False)

@@ -176,17 +176,10 @@ def score_pass(path: str, name: str, model: Head, write: Callable[[dict[str, Any
     from marsctl import ui
 
     same: dict[str, Any] = {"n": 0, "first_line": None}
-
-    def checked() -> Iterator[dict[str, Any]]:
-        for rec in iter_pairs(path, name=name, announce=True):
-            if is_identical(rec):
-                same["n"] += 1
-                same["first_line"] = same["first_line"] or rec["_line"]
-            yield rec
-
     n = positive = 0
     with ui.held():
-        for rec in iter_score(checked(), model, batch_size=batch_size, length_free=length_free):
+        for rec in iter_score(_counting_identical(path, name, same), model, batch_size=batch_size,
+                              length_free=length_free):
             write(rec)
             n += 1
             positive += rec["pred_margin"] > 0
@@ -199,13 +192,18 @@ def scan_pairs(path: str, name: str) -> dict[str, Any]:
     ``identical`` is ``records.count_identical``'s answer. A command that streams its output runs this
     first, so bad input fails before anything is written.
     """
-    n, bad, first = 0, 0, None
+    same: dict[str, Any] = {"n": 0, "first_line": None}
+    n = sum(1 for _ in _counting_identical(path, name, same))
+    return {"pairs": n, "identical": same}
+
+
+def _counting_identical(path: str, name: str, same: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The checked records of a pairs file (announced), counting those with chosen == rejected into ``same``."""
     for rec in iter_pairs(path, name=name, announce=True):
-        n += 1
         if is_identical(rec):
-            bad += 1
-            first = first or rec["_line"]
-    return {"pairs": n, "identical": {"n": bad, "first_line": first}}
+            same["n"] += 1
+            same["first_line"] = same["first_line"] or rec["_line"]
+        yield rec
 
 
 def score_slim(path: str, name: str, model: Head, scored_out: str | None = None,

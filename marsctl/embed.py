@@ -19,10 +19,16 @@ from typing import Any
 import numpy as np
 
 from marsctl.errors import ConfigError
-from marsctl.store import SQLiteStore, cache_dir
+from marsctl.store import SQLiteStore, cache_file
 
 TRUNCATION_RULE = "prompt:keep-end,response:keep-start,v1"
 PAD_MULTIPLE = 16  # canonical batches: texts padded to a multiple of 16 tokens (see Encoder.encode)
+# How far one text's vector may move when it is embedded in other company (another batch size, another
+# cache fill order): BLAS picks its kernels and its split of the work by matrix shape, thread count and
+# CPU (AMX, AVX-512, AVX2), and does not promise the same float rounding across shapes. Measured: up to
+# 2.4e-7 per component on an AMX CPU with 2 threads; this bound leaves a 40x margin. The same texts
+# embedded in the same batches with the same settings give the same bits (tests/test_embed.py).
+BATCH_TOLERANCE = 1e-5
 
 
 def default_encoder_path() -> str:
@@ -217,7 +223,7 @@ class EmbeddingCache(SQLiteStore):
 
     def __init__(self, path: Path | None = None, dim: int | None = None):
         self.dim = dim
-        super().__init__(path or cache_dir() / "embeddings.sqlite", "emb",
+        super().__init__(path or cache_file("embeddings.sqlite"), "emb",
                          encode=lambda v: np.asarray(v, dtype=np.float32).tobytes(),
                          decode=lambda b: np.frombuffer(b, dtype=np.float32), column="vec", valid=self._fits)
 
@@ -400,9 +406,11 @@ class Encoder:
 
         Texts not in the cache are embedded in a canonical batching: grouped by their token length
         padded up to a multiple of ``PAD_MULTIPLE``, sorted, and cut into batches of ``batch_size``.
-        A row of a transformer batch depends only on its own tokens and the padded length, so each
-        text's vector is the same whatever else is embedded with it, in whatever order the cache was
-        filled (checked bit for bit in tests/test_embed.py).
+        A row of a transformer batch depends in exact arithmetic only on its own tokens and the padded
+        length; in floats, BLAS may round differently for another batch shape, so a text's vector in
+        other company (another batch size, another cache fill order) agrees to within
+        ``BATCH_TOLERANCE`` per component, and is bit-identical for the same texts in the same batches
+        with the same settings (both checked in tests/test_embed.py).
         """
         import time
 

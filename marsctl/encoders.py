@@ -15,10 +15,9 @@ encoder's own tokenizer, in the same canonical batches.
 
 Cache keys: each backend has its own (``Encoder.id`` + ``FORMAT``). ONNX fp32 is within the issue's
 tolerance of torch (least cosine 0.9999998, largest element difference 2e-7, on fixture texts), so it
-could share torch's keys; it does not, because marsctl promises each text's vector bit for bit
-whatever filled the cache (tests/test_embed.py). With shared keys a score would depend, in its 7th
-digit, on which backend embedded a text first, and entries of a faulty export could not be told
-from torch's. The cost: switching backends embeds each text once more.
+could share torch's keys; it does not: with shared keys a score would depend, in its 7th digit, on
+which backend embedded a text first, and entries of a faulty export could not be told from torch's.
+The cost: switching backends embeds each text once more.
 """
 
 from __future__ import annotations
@@ -63,10 +62,10 @@ PROBE_TEXTS = (
 
 
 def artefact_dir() -> Path:
-    """Where the built backends live: ``cache_dir()/encoders``."""
-    from marsctl.store import cache_dir
+    """Where the built backends live: ``cache_dir()/encoders`` (a temporary folder when it cannot be used)."""
+    from marsctl.store import cache_folder
 
-    return cache_dir() / "encoders"
+    return cache_folder("encoders")
 
 
 def backend_dim(enc: Encoder, hidden: int) -> int:

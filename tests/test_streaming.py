@@ -51,9 +51,13 @@ def test_scores_from_a_cache_filled_chunk_by_chunk_are_those_of_one_call(model_d
     records = read_pairs(TEST)
     want = lines(steps.score(records, head))  # texts embedded by training, or by one call
     head.encoder = Encoder(cache=EmbeddingCache(tmp_path / "cold.sqlite"))  # a cold cache, filled 4 pairs at a time
-    got = lines(steps.iter_score(records, head, chunk=4, batch_size=3))
+    got = list(steps.iter_score(records, head, chunk=4, batch_size=3))
     assert head.encoder.stats["misses"] > 0
-    assert got == want
+    # Texts embedded in other company: the same within embed.BATCH_TOLERANCE, so scores written to 6
+    # decimals may differ in the last one (the README's guarantees).
+    for a, b in zip(got, (json.loads(x) for x in want.splitlines()), strict=True):
+        assert a.keys() == b.keys()
+        assert all(abs(a[k] - b[k]) <= 1e-4 if isinstance(b[k], float) else a[k] == b[k] for k in b), a["id"]
 
 
 def test_score_cli_file_stdin_and_batch_size_agree_with_the_library(model_dir):

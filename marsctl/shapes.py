@@ -302,22 +302,30 @@ def restore(rec: dict[str, Any]) -> dict[str, Any]:
     """A record as it is written: conversational rows get their messages back.
 
     Unchanged texts put back the original fields (the row's own layout: TRL chat, UltraFeedback, OpenAI);
-    a record whose texts were changed (a synthetic pair) is written as TRL conversational preference
-    with an explicit prompt, the changed side as one message.
+    a record whose texts were changed, and every synthetic pair made from a conversational row
+    (:func:`synthetic_source`), is written as TRL conversational preference with an explicit prompt: the
+    original prompt messages (system and earlier turns included) and each changed response as one
+    assistant message, never a ``Role:`` marker inside a text (:func:`messages_of`).
     """
     source = rec.get(SOURCE)
     if not source:
         return rec
     texts = (rec.get("prompt"), rec.get("chosen"), rec.get("rejected"))
-    out = {k: v for k, v in rec.items() if k not in ("prompt", "chosen", "rejected")}
-    if tuple(source["texts"]) == texts:
+    if "fields" in source and tuple(source["texts"]) == texts:
+        out = {k: v for k, v in rec.items() if k not in ("prompt", "chosen", "rejected")}
         return {**source["fields"], **out}
-    msgs = source["messages"]
-    changed = [t != s for t, s in zip(texts, source["texts"], strict=True)]
-    prompt = [{"role": "user", "content": texts[0]}] if changed[0] else msgs["prompt"]
-    chosen = [{"role": "assistant", "content": texts[1]}] if changed[1] else msgs["chosen"]
-    rejected = [{"role": "assistant", "content": texts[2]}] if changed[2] else msgs["rejected"]
-    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, **out}
+    messages = dict(zip(("prompt", "chosen", "rejected"), messages_of(rec), strict=True))
+    return {k: messages.get(k, v) for k, v in rec.items()}
+
+
+def synthetic_source(pair: dict[str, Any]) -> dict[str, Any] | None:
+    """What a synthetic pair made from ``pair`` carries under ``_source``: the parent's messages and texts.
+
+    None for a pair read from a string layout (its synthetic pairs are written as ``trl`` strings). Without
+    the parent's original fields, :func:`restore` always writes the synthetic pair as ``trl-chat``.
+    """
+    source = pair.get(SOURCE)
+    return {"messages": source["messages"], "texts": source["texts"]} if source else None
 
 
 def hh_messages(text: str) -> Messages | None:
@@ -337,15 +345,42 @@ def hh_messages(text: str) -> Messages | None:
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):")
 
 
+def unrender(text: str, like: Messages) -> Messages | None:
+    """``text``, a :func:`render_messages` rendering of messages with the roles of ``like`` (contents
+    edited), split back into those messages; None when its role markers are not theirs.
+
+    >>> unrender("System: Be brief.\\n\\nUser: Hi there", [{"role": "system", "content": ""}, {"role": "user"}])
+    [{'role': 'system', 'content': 'Be brief.'}, {'role': 'user', 'content': 'Hi there'}]
+    """
+    if not like:
+        return None
+    heads = [f"{m['role'].capitalize()}: " for m in like]
+    if not text.startswith(heads[0]):
+        return None
+    contents, pos = [], len(heads[0])
+    for head in heads[1:]:
+        cut = text.find("\n\n" + head, pos)
+        if cut < 0:
+            return None
+        contents.append(text[pos:cut])
+        pos = cut + 2 + len(head)
+    contents.append(text[pos:])
+    return [{**m, "content": c} for m, c in zip(like, contents, strict=True)]
+
+
 def messages_of(rec: dict[str, Any]) -> tuple[Messages, Messages, Messages]:
-    """A record's prompt, chosen and rejected as messages: its own when read from chat and unchanged, an HH
-    prompt split into its turns, else one message each."""
+    """A record's prompt, chosen and rejected as messages: its own when read from chat and unchanged (a changed
+    chat prompt split back at its own role markers), an HH prompt split into its turns, else one message each."""
     source = rec.get(SOURCE)
     texts = (rec["prompt"], rec["chosen"], rec["rejected"])
     m = source["messages"] if source else None
     same = [bool(source) and t == s for t, s in zip(texts, source["texts"] if source else texts, strict=True)]
-    hh = None if m and same[0] else hh_messages(texts[0])
-    prompt = m["prompt"] if m and same[0] else hh or [{"role": "user", "content": texts[0]}]
+    if m and same[0]:
+        prompt, hh = m["prompt"], None
+    else:
+        chat = unrender(texts[0], m["prompt"]) if m else None
+        hh = None if chat else hh_messages(texts[0])
+        prompt = chat or hh or [{"role": "user", "content": texts[0]}]
 
     def response(k: int, field: str) -> Messages:
         if m and same[k]:

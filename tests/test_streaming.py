@@ -51,7 +51,7 @@ def test_scores_from_a_cache_filled_chunk_by_chunk_are_those_of_one_call(model_d
     records = read_pairs(TEST)
     want = lines(steps.score(records, head))  # texts embedded by training, or by one call
     head.encoder = Encoder(cache=EmbeddingCache(tmp_path / "cold.sqlite"))  # a cold cache, filled 4 pairs at a time
-    got = list(steps.iter_score(records, head, chunk=4, batch_size=3))
+    got = [json.loads(x) for x in lines(list(steps.iter_score(records, head, chunk=4, batch_size=3))).splitlines()]
     assert head.encoder.stats["misses"] > 0
     # Texts embedded in other company: the same within embed.BATCH_TOLERANCE, so scores written to 6
     # decimals may differ in the last one (the README's guarantees).

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 from marsctl import __version__
 from marsctl.plugin.head import derive_seed
+from marsctl.shapes import SOURCE, synthetic_source
+
+ROLES: tuple[str, ...] = ("prompt", "chosen", "rejected")
+# dialogue markers: HH's turns and the "Role:" blocks of a rendered chat prompt; a variant keeps its text's
+_MARKERS = re.compile(r"(?:^|\n\n)(Human|Assistant|User|System):")
+
+
+def keeps_markers(text: str, variant: str) -> bool:
+    """Whether ``variant`` has the dialogue markers of ``text`` (``\\n\\nHuman:``, ``\\n\\nAssistant:``, …), in order.
+
+    >>> keeps_markers("\\n\\nHuman: Hi\\n\\nAssistant:", "\\n\\nHuman: Hello\\n\\nAssistant:")
+    True
+    >>> keeps_markers("\\n\\nHuman: Hi\\n\\nAssistant:", "Hello, what can I do?")
+    False
+    """
+    return _MARKERS.findall(text) == _MARKERS.findall(variant)
 
 
 @dataclasses.dataclass
@@ -31,6 +48,11 @@ class Augmenter(ABC):
     Pool recipe (MARS): ``n`` variants each of prompt, chosen and rejected; combination
     (chosen c, rejected r, prompt (c + r) mod n) gives n² rows per pair; a pair with budget b
     draws b rows without replacement while b <= n² (beyond that the pool is cycled, and counted).
+
+    The prompt of a conversational pair (read from message lists: its text is a rendering for the
+    encoder) is never varied: its synthetic rows keep the original prompt messages and vary the
+    responses only, and are written as ``trl-chat`` (:func:`marsctl.shapes.restore`). A variant that
+    lost or gained a dialogue marker of its text (``\\n\\nHuman:``, ``\\n\\nAssistant:``) is dropped.
 
     Subclasses implement ``variants``; override ``variants_batch`` to batch generation.
     """
@@ -94,19 +116,32 @@ class Augmenter(ABC):
         todo = [i for i, b in enumerate(counts) if b != 0]
         items: list[tuple[str, str]] = []
         counterparts: list[str | None] = []
+        varied: list[tuple[str, ...]] = []
         for i in todo:
             p = pairs[i]
-            items += [(p["prompt"], "prompt"), (p["chosen"], "chosen"), (p["rejected"], "rejected")]
-            counterparts += [None, p["rejected"], p["chosen"]]
+            roles = ROLES[1:] if SOURCE in p else ROLES  # a chat prompt stays as it is (messages and all)
+            varied.append(roles)
+            items += [(p[role], role) for role in roles]
+            counterparts += [{"prompt": None, "chosen": p["rejected"], "rejected": p["chosen"]}[role] for role in roles]
         made = self.variants_batch(items, n, counterparts=counterparts) if items else []
         out: list[list[dict[str, Any]]] = [[] for _ in pairs]
-        for j, i in enumerate(todo):
-            texts = dict(zip(("prompt", "chosen", "rejected"), made[3 * j : 3 * j + 3], strict=True))
+        at = 0
+        for i, roles in zip(todo, varied, strict=True):
+            got = dict(zip(roles, made[at : at + len(roles)], strict=True))
+            at += len(roles)
+            texts = {role: self._keep_markers(pairs[i][role], got.get(role, [])) for role in ROLES}
             pool = self.pool(pairs[i], texts)
             out[i] = self._draw(pairs[i], pool, counts[i], round)
             if progress is not None:
                 progress(1)
         return out
+
+    def _keep_markers(self, text: str, variants: list[str]) -> list[str]:
+        """``variants`` without those that changed ``text``'s dialogue markers (counted in ``filter_markers``)."""
+        kept = [v for v in variants if keeps_markers(text, v)]
+        if len(kept) < len(variants):
+            self.stats_["filter_markers"] = self.stats_.get("filter_markers", 0) + len(variants) - len(kept)
+        return kept
 
     def _draw(self, pair: dict[str, Any], pool: list[dict[str, Any]], b: int, round: int) -> list[dict]:
         self.stats_["pairs"] += 1
@@ -148,4 +183,7 @@ class Augmenter(ABC):
         for key in ("subset",):
             if key in pair:
                 row[key] = pair[key]
+        source = synthetic_source(pair)  # from a chat row: written as trl-chat, the parent's prompt messages kept
+        if source is not None:
+            row[SOURCE] = source
         return row

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -165,6 +166,52 @@ def _stdin_bytes() -> BinaryIO:
     return io.BytesIO(stdin.read().encode("utf-8", "surrogatepass"))  # a text-only stream, e.g. io.StringIO
 
 
+MAX_LINE_ENV = "MARSCTL_MAX_LINE_BYTES"
+_MAX_LINE = 64 << 20
+
+
+def max_line_bytes() -> int:
+    """The most bytes one input line may hold: 64 MiB, or ``$MARSCTL_MAX_LINE_BYTES``.
+
+    The same cap bounds a CSV row and a JSON-array element, after decompression. A line is read in
+    pieces of at most 1 MiB, so refusing a longer one costs at most the cap plus one piece of memory,
+    however much a few compressed bytes expand to (a 99 KB ``.zst`` can hold a 4 GB line). Why 64 MiB:
+    a real row is far smaller (a 128k-token conversation is about 0.5 MB of text; the largest rows of
+    the preference sets marsctl reads are under 1 MB), while parsing a 64 MiB line costs a few hundred
+    MB at most, well inside any machine that runs marsctl. A larger (or smaller) cap is a number of
+    bytes in ``MARSCTL_MAX_LINE_BYTES``.
+    """
+    raw = os.environ.get(MAX_LINE_ENV, "").strip()
+    if not raw:
+        return _MAX_LINE
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        from marsctl.errors import ConfigError
+
+        msg = f"{MAX_LINE_ENV}={raw[:40]!r}: must be a whole number of bytes, at least 1 (default {_MAX_LINE})"
+        raise ConfigError(msg)
+    return value
+
+
+def _size(n: int) -> str:
+    """``67108864`` as ``64 MiB``; other sizes in bytes.
+
+    >>> _size(64 << 20), _size(1000)
+    ('64 MiB', '1000 bytes')
+    """
+    return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n} bytes"
+
+
+def too_long(where: str, what: str, cap: int) -> DataError:
+    """The DataError for a line (row, element) longer than ``cap`` bytes, with the hint that raises the cap."""
+    msg = (f"{where}: {what} is longer than {_size(cap)}, the most marsctl reads "
+           "(a decompression bomb, or a file that is not line-delimited?)")
+    return DataError(msg, hint=f"to read longer lines, set {MAX_LINE_ENV} to a number of bytes")
+
+
 def compression_of(head: bytes) -> str | None:
     r"""The compression a file's first bytes announce (gzip, zstd, xz), or None.
 
@@ -193,41 +240,107 @@ def decompressing(src: BinaryIO | Path, kind: str) -> BinaryIO:
     return io.BufferedReader(raw)
 
 
-def _peek(fh: BinaryIO, n: int) -> bytes:
-    if hasattr(fh, "peek"):
-        return fh.peek(n)[:n]
-    pos = fh.tell()
-    head = fh.read(n)
-    fh.seek(pos)
-    return head
+def read_once(path: str | os.PathLike) -> bool:
+    """Whether an input's bytes can be read only once: stdin (``-``), a pipe or FIFO (``<(...)``), a device.
 
-
-def _maybe_decompress(fh: BinaryIO, path: Path | None) -> BinaryIO:
-    """``fh``, or its decompressed bytes when it starts with a gzip, zstd or xz header."""
-    kind = compression_of(_peek(fh, 6))
-    if kind is None:
-        return fh
-    if path is None:
-        return decompressing(fh, kind)
-    fh.close()
-    return decompressing(path, kind)
-
-
-def _open_bytes(path: str | os.PathLike) -> tuple[BinaryIO, str]:
-    """Open a JSONL file (or stdin for ``-``) for reading bytes, decompressing gzip, zstd and xz; return it with
-    its display name."""
+    Such an input is opened once and sniffed from that same handle (:func:`open_input`); a command that
+    reads its input twice copies it first (:func:`rereadable`). A regular file or folder can be reopened.
+    """
     if str(path) == "-":
-        return _maybe_decompress(_stdin_bytes(), None), "<stdin>"
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISBLK(mode))
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were already read (``head``), with them put back in front; ``src`` is left open."""
+
+    def __init__(self, head: bytes, src: BinaryIO) -> None:
+        super().__init__()
+        self._head = memoryview(head)
+        self._src = src
+        self._read = getattr(src, "read1", src.read)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if len(self._head):
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+
+def _read_error(e: BaseException, name: str) -> DataError:
+    """A failed read of ``name`` (stdin, a file, a damaged compressed stream) as a DataError."""
+    reason = getattr(e, "strerror", None) or e or "the compressed stream ends early"
+    if name == "<stdin>":
+        return DataError(f"no input: stdin cannot be read ({reason})", hint=_STDIN_HINT)
+    return DataError(f"{name}: cannot read ({reason})")
+
+
+def _read_exactly(fh: BinaryIO, n: int, name: str) -> bytes:
+    """Up to ``n`` bytes: fewer only at the end of the input (a pipe's short reads are read on from)."""
+    import lzma
+
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while size < n and (piece := fh.read(n - size)):
+            parts.append(piece)
+            size += len(piece)
+    except (OSError, ValueError, EOFError, lzma.LZMAError) as e:
+        raise _read_error(e, name) from None
+    return b"".join(parts)
+
+
+def sniff(fh: BinaryIO, n: int, name: str, stack: contextlib.ExitStack) -> tuple[BinaryIO, bytes]:
+    """``(the same bytes as fh, its first n bytes)``: read from ``fh`` once, never by opening the input again."""
+    head = _read_exactly(fh, n, name)
+    return stack.enter_context(io.BufferedReader(_Prefixed(head, fh), buffer_size=1 << 16)), head
+
+
+def open_input(path: str | os.PathLike, stack: contextlib.ExitStack) -> tuple[BinaryIO, bytes, str]:
+    """Open an input once (a file, a pipe, or stdin for ``-``): ``(its bytes, their first 6, its name)``.
+
+    The first bytes (for format sniffing) are read from the same handle and given back in front of the
+    stream, so a pipe or FIFO loses nothing. ``stack`` closes what was opened (never stdin).
+    """
+    if str(path) == "-":
+        return (*sniff(_stdin_bytes(), 6, "<stdin>", stack), "<stdin>")
     p = Path(path)
     try:
-        return _maybe_decompress(p.open("rb"), p), str(p)
+        fh = stack.enter_context(p.open("rb"))
     except FileNotFoundError:
         msg = f"{p}: no such file"
     except IsADirectoryError:
         msg = f"{p}: is a directory, expected a JSONL file"
     except (OSError, ValueError) as e:
         msg = f"{p}: cannot open ({getattr(e, 'strerror', None) or e})"
+    else:
+        return (*sniff(fh, 6, str(p), stack), str(p))
     raise DataError(msg)
+
+
+def decompressed(fh: BinaryIO, head: bytes, name: str, stack: contextlib.ExitStack) -> BinaryIO:
+    """``fh``, or its decompressed bytes when ``head`` starts with a gzip, zstd or xz header (same handle)."""
+    import lzma
+
+    kind = compression_of(head)
+    if kind is None:
+        return fh
+    try:
+        return stack.enter_context(decompressing(fh, kind))
+    except (OSError, ValueError, EOFError, lzma.LZMAError) as e:
+        raise _read_error(e, name) from None
 
 
 def _read_piece(fh: BinaryIO, name: str) -> bytes:
@@ -236,9 +349,7 @@ def _read_piece(fh: BinaryIO, name: str) -> bytes:
     try:
         return fh.readline(_PIECE)
     except (OSError, ValueError, EOFError, lzma.LZMAError) as e:
-        reason = getattr(e, "strerror", None) or e or "the compressed stream ends early"
-        msg = f"no input: stdin cannot be read ({reason})" if name == "<stdin>" else f"{name}: cannot read ({reason})"
-        raise DataError(msg, hint=_STDIN_HINT if name == "<stdin>" else None) from None
+        raise _read_error(e, name) from None
 
 
 def _check_start(piece: bytes, name: str) -> None:
@@ -249,8 +360,13 @@ def _check_start(piece: bytes, name: str) -> None:
             raise DataError(msg, hint=hint)
 
 
-def _read_line(fh: BinaryIO, name: str, lineno: int, offset: int) -> bytes:
-    """The next line's bytes (newline included; empty at the end); a NUL byte is a DataError."""
+def read_line(fh: BinaryIO, name: str, lineno: int, offset: int, cap: int | None = None) -> bytes:
+    """The next line's bytes (newline included; empty at the end); a NUL byte or a line over ``cap`` is a DataError.
+
+    The line is read in pieces of at most 1 MiB, so memory stays within ``cap`` (:func:`max_line_bytes`)
+    plus one piece, whatever the line's length.
+    """
+    cap = max_line_bytes() if cap is None else cap
     parts: list[bytes] = []
     size = 0
     while piece := _read_piece(fh, name):
@@ -263,9 +379,14 @@ def _read_line(fh: BinaryIO, name: str, lineno: int, offset: int) -> bytes:
             raise DataError(msg)
         parts.append(piece)
         size += len(piece)
+        if size > cap + (piece.endswith(b"\n")):  # the newline is not counted
+            raise too_long(f"{name} line {lineno}", "the line", cap)
         if piece.endswith(b"\n"):
             break
     return b"".join(parts)
+
+
+_read_line = read_line
 
 
 def _decode_line(raw: bytes, name: str, lineno: int, offset: int) -> str:
@@ -284,6 +405,9 @@ def _decode_line(raw: bytes, name: str, lineno: int, offset: int) -> str:
         raise DataError(msg, hint=_UTF8_HINT) from None
 
 
+decode_line = _decode_line
+
+
 def iter_json_lines(path: str | os.PathLike, name: str | None = None) -> Iterator[tuple[int, Any, str]]:
     """Yield ``(line number, parsed value, file name)`` for each non-blank line of a JSONL file.
 
@@ -292,58 +416,224 @@ def iter_json_lines(path: str | os.PathLike, name: str | None = None) -> Iterato
     Lines end at ``\\n`` (``\\r\\n`` is fine) and are decoded as strict UTF-8; a BOM on line 1 is dropped.
     Invalid UTF-8, NUL bytes, a compressed or Parquet file, and JSON that Python would turn into NaN,
     Infinity, an over-long int or a RecursionError are DataErrors naming the line, as are lone surrogates
-    (``"\\ud800"``) and nesting deeper than ``MAX_DEPTH``: every value yielded can be written back as UTF-8.
+    (``"\\ud800"``), nesting deeper than ``MAX_DEPTH`` and a line longer than :func:`max_line_bytes`:
+    every value yielded can be written back as UTF-8. The input is opened once (a pipe loses nothing).
     """
-    fh, opened = _open_bytes(path)
-    name = name or opened
-    try:
-        lineno, offset = 1, 0
-        while raw := _read_line(fh, name, lineno, offset):
-            text = _decode_line(raw, name, lineno, offset)
-            if text.strip():
-                yield lineno, _parse_json_line(text, f"{name} line {lineno}"), name
-            lineno, offset = lineno + 1, offset + len(raw)
-    finally:
-        if str(path) != "-":
-            fh.close()
+    with contextlib.ExitStack() as stack:
+        fh, head, opened = open_input(path, stack)
+        name = name or opened
+        yield from json_lines(decompressed(fh, head, name, stack), name)
+
+
+def json_lines(fh: BinaryIO, name: str) -> Iterator[tuple[int, Any, str]]:
+    """:func:`iter_json_lines` of an open (already decompressed) stream."""
+    cap = max_line_bytes()
+    lineno, offset = 1, 0
+    while raw := read_line(fh, name, lineno, offset, cap):
+        text = _decode_line(raw, name, lineno, offset)
+        if text.strip():
+            yield lineno, _parse_json_line(text, f"{name} line {lineno}"), name
+        lineno, offset = lineno + 1, offset + len(raw)
+
+
+def iter_json_array(fh: BinaryIO, name: str) -> Iterator[tuple[int, Any]]:
+    """Yield ``(row number, value)`` for each element of a JSON array (``[{...}, ...]``), read in bounded pieces.
+
+    Memory stays within :func:`max_line_bytes` per element (plus a piece): a longer element is a DataError,
+    as are invalid UTF-8, a NUL byte, invalid JSON, NaN, Infinity, an over-long int, deep nesting and lone
+    surrogates (checked as JSONL lines are), and anything after the closing ``]``.
+    """
+    reader = _ArrayReader(fh, name, max_line_bytes())
+    yield from reader.elements()
+
+
+class _ArrayReader:
+    """The elements of a JSON array, decoded incrementally: at most one element (and one piece) is held."""
+
+    _WS = " \t\r\n"
+
+    def __init__(self, fh: BinaryIO, name: str, cap: int) -> None:
+        import codecs
+
+        self.fh, self.name, self.cap = fh, name, cap
+        self.text = ""  # decoded, not yet parsed (from self.pos)
+        self.pos = 0
+        self.pending: list[str] = []  # decoded pieces after self.text, joined to it only when parsed
+        self.pending_chars = 0
+        self.held = 0  # UTF-8 bytes of self.text and self.pending
+        self.done = 0  # bytes read before self.text
+        self.line = 1  # line number at the start of self.text
+        self.eof = False
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.first = True
+
+    def _join(self) -> None:
+        """Append the pending pieces to the text (once per parse, not once per piece: linear time)."""
+        if self.pending:
+            self.text = "".join([self.text, *self.pending])
+            self.pending.clear()
+            self.pending_chars = 0
+
+    def _trim(self) -> None:
+        """Drop the text already parsed, keeping the byte and line counts."""
+        if self.pos:
+            gone = self.text[:self.pos]
+            size = len(gone.encode("utf-8", "surrogatepass"))
+            self.done += size
+            self.held -= size
+            self.line += gone.count("\n")
+            self.text, self.pos = self.text[self.pos:], 0
+
+    def _more(self, row: int | None = None) -> bool:
+        """Read one more piece; False at the end of the input. With ``row``, the text held (from the start of
+        that row's element, which is not complete) must not pass the cap."""
+        if self.eof:
+            return False
+        self._trim()
+        if row is not None and self.held > self.cap:
+            raise too_long(f"{self.name} row {row}", "the array element", self.cap)
+        raw = _read_exactly(self.fh, _PIECE, self.name)
+        nul = raw.find(b"\0")
+        if nul >= 0:
+            msg = f"{self.name}: NUL byte at byte offset {self.done + self.held + nul} (a binary file?)"
+            raise DataError(msg)
+        try:
+            piece = self.decoder.decode(raw, final=not raw)
+        except UnicodeDecodeError as e:
+            msg = f"{self.name}: not valid UTF-8 at byte offset {self.done + self.held + e.start}"
+            raise DataError(msg, hint=_UTF8_HINT) from None
+        if self.first:
+            piece = piece.removeprefix("\ufeff")
+            self.first = False
+        self.eof = not raw
+        self.held += len(piece.encode("utf-8", "surrogatepass"))
+        self.pending.append(piece)
+        self.pending_chars += len(piece)
+        return bool(raw)
+
+    def _skip_ws(self) -> str:
+        """The next character that is not white space ('' at the end), not consumed."""
+        while True:
+            while self.pos < len(self.text) and self.text[self.pos] in self._WS:
+                self.pos += 1
+            if self.pos < len(self.text):
+                return self.text[self.pos]
+            more = self._more()
+            self._join()
+            if not more:
+                return ""
+
+    def _expect(self, allowed: str, row: int) -> str:
+        char = self._skip_ws()
+        if not char or char not in allowed:
+            found = repr(char) if char else "the end of the file"
+            want = " or ".join(repr(c) for c in allowed)
+            msg = f"{self.name} row {row}: invalid JSON array (expected {want}, found {found})"
+            raise DataError(msg)
+        self.pos += 1
+        return char
+
+    def elements(self) -> Iterator[tuple[int, Any]]:
+        self._expect("[", 1)
+        row = 1
+        if self._skip_ws() == "]":
+            self.pos += 1
+        else:
+            while True:
+                yield row, self._element(row)
+                if self._expect(",]", row + 1) == "]":
+                    break
+                row += 1
+        if self._skip_ws():
+            msg = f"{self.name} row {row}: text after the JSON array's closing ']'"
+            raise DataError(msg)
+
+    def _element(self, row: int) -> Any:
+        self._skip_ws()
+        tried = 0
+        while True:
+            pending = len(self.text) - self.pos + self.pending_chars
+            if pending >= 2 * tried or self.eof:  # parse again only when the text has doubled: linear time
+                self._join()
+                tried = max(pending, 1)
+                value = self._decode(row)
+                if value is not _MISSING:
+                    return value
+            self._more(row)
+
+    def _decode(self, row: int) -> Any:
+        """The element at ``pos`` (moving past it), or _MISSING when more text may complete it."""
+        where = f"{self.name} row {row}"
+        start = self.pos
+        try:
+            value, end = _DECODER.raw_decode(self.text, start)
+        except json.JSONDecodeError as e:
+            if self.eof or (e.pos < len(self.text) - 64 and not e.msg.startswith("Unterminated string")):
+                line = self.line + self.text.count("\n", 0, e.pos)
+                msg = f"{where}: invalid JSON ({e.msg} at line {line})"
+                raise DataError(msg) from None
+            return _MISSING
+        except _BadNumber as e:
+            raise DataError(f"{where}: {e}") from None
+        except RecursionError:
+            msg = f"{where}: invalid JSON (nested too deeply; rows may nest {MAX_DEPTH} levels)"
+            raise DataError(msg) from None
+        except ValueError as e:
+            raise DataError(f"{where}: invalid JSON ({e})") from None
+        if end == len(self.text) and not self.eof:
+            return _MISSING  # a number or literal may go on in the next piece
+        if (end - start) * 4 > self.cap and len(self.text[start:end].encode("utf-8", "surrogatepass")) > self.cap:
+            raise too_long(where, "the array element", self.cap)
+        if isinstance(value, dict | list):
+            check_values(value, where)
+        self.pos = end
+        return value
 
 
 @contextlib.contextmanager
 def rereadable(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
-    """Yield ``(a file that can be read more than once, its name for messages)`` for a file or ``-``.
+    """Yield ``(a file that can be read more than once, its name for messages)`` for any input.
 
-    A command that checks its whole input before its first output reads it twice; stdin can be read
-    only once, so its bytes are first copied to a temporary file (in ``$TMPDIR``), removed afterwards.
+    A command that checks its whole input before its first output reads it twice. An input that can be
+    read only once (stdin, a pipe or FIFO, a device: :func:`read_once`) is first copied to a temporary
+    file in ``$TMPDIR`` that keeps its extensions (``pairs.csv.gz`` stays CSV), removed afterwards.
+    A failed read is a DataError, so a short copy never passes for the whole input.
     """
-    if str(path) != "-":
+    if not read_once(path):
         yield str(path), str(path)
         return
     import tempfile
 
-    src = _stdin_bytes()
-    fd, tmp = tempfile.mkstemp(prefix="marsctl-stdin-", suffix=".jsonl")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            while piece := _read_stdin(src):
-                try:
-                    fh.write(piece)
-                except OSError as e:
-                    from marsctl.outputs import write_failed
+    name = "<stdin>" if str(path) == "-" else str(path)
+    suffix = "".join(s for s in Path(path).suffixes if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", s)) or ".jsonl"
+    with contextlib.ExitStack() as stack:
+        if str(path) == "-":
+            src = _stdin_bytes()
+        else:
+            src, _, _ = open_input(path, stack)
+        fd, tmp = tempfile.mkstemp(prefix="marsctl-stdin-" if name == "<stdin>" else "marsctl-input-", suffix=suffix)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                while piece := _read_stdin(src, name):
+                    try:
+                        fh.write(piece)
+                    except OSError as e:
+                        from marsctl.outputs import write_failed
 
-                    raise write_failed(f"a copy of stdin ({tmp})", e) from None
-        yield tmp, "<stdin>"
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+                        raise write_failed(f"a copy of {name} ({tmp})", e) from None
+            stack.close()
+            yield tmp, name
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
-def _read_stdin(src: BinaryIO) -> bytes:
-    """The next piece of stdin's bytes (empty at the end); a failed read is a DataError."""
+def _read_stdin(src: BinaryIO, name: str = "<stdin>") -> bytes:
+    """The next piece of a read-once input's bytes (empty at the end); a failed read is a DataError."""
     try:
         return src.read(_PIECE)
     except (OSError, ValueError) as e:
-        msg = f"no input: stdin cannot be read ({getattr(e, 'strerror', None) or e})"
-        raise DataError(msg, hint=_STDIN_HINT) from None
+        raise _read_error(e, name) from None
 
 
 def strip_private(rec: dict[str, Any]) -> dict[str, Any]:
@@ -376,81 +666,43 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[io.TextIOBase]:
     """Write text to a temporary file beside ``path`` and ``os.replace`` it in on success.
 
     Nothing is left at ``path`` when the block raises; temporaries are named
-    ``.NAME.marsctl-PID-XXXX.tmp``, and stale ones of dead processes are removed first. A device or
-    pipe (``/dev/null``, ``/dev/stdout``) is written in place. An OSError (a full disk) becomes an
-    ``OutputError`` naming the file.
+    ``.NAME.marsctl-PID-XXXX.tmp``, and stale ones of dead processes are removed first. A device,
+    pipe or ``/dev/stdout`` is written in place and never replaced (:func:`marsctl.outputs.binary_output`).
+    An OSError (a full disk) becomes an ``OutputError`` naming the file.
     """
-    from marsctl.outputs import is_special, new_temp_file, remove_stale, write_failed
+    from marsctl.outputs import binary_output
 
-    target = Path(path)
-    if is_special(target):
+    with binary_output(path) as raw:
+        fh = io.TextIOWrapper(raw, encoding="utf-8")
         try:
-            with target.open("w", encoding="utf-8") as fh:
-                yield fh
-        except OSError as e:
-            raise write_failed(target, e) from None
-        return
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale(target)
-        fd, tmp = new_temp_file(target)
-    except OSError as e:
-        raise write_failed(target, e) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yield fh
-        os.replace(tmp, target)
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise write_failed(target, e) from None
-        raise
+            fh.flush()
+        finally:
+            fh.detach()
 
 
 def write_bytes(data: bytes, path: str | os.PathLike) -> None:
-    """Write bytes (a PNG) atomically, as :func:`atomic_writer` writes text (a temporary beside ``path``)."""
-    from marsctl.outputs import new_temp_file, remove_stale, write_failed
+    """Write bytes (a PNG) atomically, as :func:`atomic_writer` writes text; a device or pipe is written in place."""
+    from marsctl.outputs import binary_output
 
-    target = Path(path)
-    tmp = None
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale(target)
-        fd, tmp = new_temp_file(target)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except OSError as e:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        raise write_failed(target, e) from None
+    with binary_output(path) as fh:
+        fh.write(data)
 
 
 def write_records(records: Iterable[dict[str, Any]], path: str | os.PathLike) -> int:
     """Write records as JSONL to ``path`` (atomically) or to stdout for ``-``; return the count.
 
-    Every line is encoded before anything is written, so a bad record leaves no partial output. A file
-    named ``.parquet``, ``.csv``, ``.jsonl.gz`` or ``.jsonl.zst`` is written in that format
-    (:func:`marsctl.formats.record_writer`).
+    Records are streamed (memory does not grow with their number); a bad record still leaves no
+    partial output: a file is renamed into place at the end, and stdout, a device or a pipe gets the
+    records only once all were encoded (spooled to ``$TMPDIR`` meanwhile). A file named ``.parquet``,
+    ``.csv``, ``.jsonl.gz`` or ``.jsonl.zst`` is written in that format (:func:`marsctl.formats.record_writer`).
     """
-    if _other_format(path):
-        from marsctl import formats
-
-        n = 0
-        with formats.record_writer(path) as write:
-            for r in records:
-                write(r)
-                n += 1
-        return n
-    lines = [dumps(r) + "\n" for r in records]
-    if str(path) == "-":
-        write_stdout("".join(lines))
-    else:
-        with atomic_writer(path) as fh:
-            fh.writelines(lines)
-    return len(lines)
+    n = 0
+    with record_writer(path, hold=True) as write:
+        for r in records:
+            write(r)
+            n += 1
+    return n
 
 
 @contextlib.contextmanager
@@ -459,28 +711,21 @@ def record_writer(path: str | os.PathLike, *, hold: bool = False) -> Iterator[Ca
 
     Yields ``write(record)``. On stdout each record is written as it comes, so a caller that must not
     leave partial output on bad input checks its input before the first write, or passes ``hold``:
-    then stdout (or a device other than ``/dev/null``) gets the records only when the block ends
-    without an error, from a temporary file in ``$TMPDIR``. A file named for another format
-    (``.parquet``, ``.csv``, ``.jsonl.gz``) is written in it, at the end of the block.
+    then stdout (or a device or pipe other than ``/dev/null``) gets the records only when the block
+    ends without an error, from a temporary file in ``$TMPDIR``. A file named for another format
+    (``.parquet``, ``.csv``, ``.jsonl.gz``, ``.jsonl.zst``) is written in it, streamed as well
+    (:func:`marsctl.formats.record_writer`).
     """
-    if hold and _is_stream(path):
-        with _held(path) as write:
-            yield write
-        return
     if str(path) == "-":
-        yield lambda rec: write_stdout(dumps(rec) + "\n")
+        if hold:
+            with _held(path) as write:
+                yield write
+        else:
+            yield lambda rec: write_stdout(dumps(rec) + "\n")
         return
-    if _other_format(path):
-        from marsctl import formats
+    from marsctl import formats
 
-        with formats.record_writer(path) as write:
-            yield write
-        return
-    with atomic_writer(path) as fh:
-
-        def write(rec: dict[str, Any]) -> None:
-            fh.write(dumps(rec) + "\n")
-
+    with formats.record_writer(path, hold=hold) as write:
         yield write
 
 

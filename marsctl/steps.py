@@ -79,8 +79,11 @@ def train(
     Head
         The fitted head; ``head.save(dir)`` writes it.
     """
+    from marsctl.params import MAX_EPOCHS, check_seed
+
+    check_seed(seed, "seed", "train")
     if epochs is not None:
-        check_interval(epochs, "epochs", "train", kind=int, low=0)
+        check_interval(epochs, "epochs", "train", kind=int, low=0, high=MAX_EPOCHS)
     model = _start(init, head, params, seed)
     if init_name is None and init is not None and not isinstance(init, Head):
         init_name = str(init)
@@ -211,18 +214,20 @@ def score_slim(path: str, name: str, model: Head, scored_out: str | None = None,
     """Score a pairs file in bounded memory for the metrics: the rows without their texts (``metrics.slim_row``).
 
     The whole file is checked first (:func:`scan_pairs`); with ``scored_out``, each scored row is
-    written there as it comes (``jsonio.record_writer``: atomic for a file).
+    written there as it comes (``jsonio.record_writer``: atomic for a file). An input that can be read
+    only once (a pipe, ``-``) is copied first, as it is read twice (``jsonio.rereadable``).
     """
-    from marsctl.jsonio import record_writer
+    from marsctl.jsonio import record_writer, rereadable
     from marsctl.metrics import slim_row
 
-    warn_identical(scan_pairs(path, name)["identical"], name, "score", "kept in the output")
-    slim = []
-    with record_writer(scored_out) if scored_out else contextlib.nullcontext(None) as write:
-        for rec in iter_score(iter_pairs(path, name=name), model, batch_size=batch_size):
-            if write is not None:
-                write(rec)
-            slim.append(slim_row(rec))
+    with rereadable(path) as (src, _):
+        warn_identical(scan_pairs(src, name)["identical"], name, "score", "kept in the output")
+        slim = []
+        with record_writer(scored_out) if scored_out else contextlib.nullcontext(None) as write:
+            for rec in iter_score(iter_pairs(src, name=name), model, batch_size=batch_size):
+                if write is not None:
+                    write(rec)
+                slim.append(slim_row(rec))
     return slim
 
 
@@ -245,6 +250,9 @@ def select(
     input is checked before the selector plugin loads; pairs with chosen == rejected are kept and
     reported (``summary["identical_pairs"]``; a warning on stderr unless ``warn_identical`` is false).
     """
+    from marsctl.params import check_seed
+
+    check_seed(seed, "seed", "select")
     check_budget(budget, len(scored), cap, "select")
     check_interval(mix, "mix_uniform", "select", low=0, high=1)
     margins = check_margins(scored, name)
@@ -316,6 +324,11 @@ def _allocate(q: list[float], budget: int, cap: int | None, seed: int) -> list[i
 def make_augmenter(backend: str, params: list[str] | dict[str, Any] | None = None, seed: int = 0,
                    draw_seed: int | None = None) -> Augmenter:
     """Build an augmenter plugin by name (``seed`` seeds the variants, ``draw_seed`` the draws)."""
+    from marsctl.params import check_seed
+
+    check_seed(seed, "seed", "augment")
+    if draw_seed is not None:
+        check_seed(draw_seed, "draw_seed", "augment")
     aug = registry.create("augmenter", backend, params, seed=seed)
     if draw_seed is not None:
         aug.draw_seed = draw_seed

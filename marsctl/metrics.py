@@ -41,6 +41,10 @@ def bootstrap_ci(values: Sequence[float], *, n_boot: int = 2000, seed: int = 0,
     """
     import numpy as np
 
+    from marsctl.params import MAX_N_BOOT, check_interval, check_seed
+
+    check_seed(seed, "seed", "the bootstrap")
+    check_interval(n_boot, "n_boot", "the bootstrap", kind=int, low=1, high=MAX_N_BOOT)
     v = np.asarray(values, dtype=float)
     if len(v) == 0:
         return float("nan"), float("nan")
@@ -325,7 +329,11 @@ def evaluate(scored: Sequence[dict[str, Any]], *, seed: int = 0, n_boot: int = 2
     import numpy as np
 
     from marsctl import calibration as cal
+    from marsctl.params import MAX_BINS, MAX_N_BOOT, check_interval, check_seed
 
+    check_seed(seed, "seed", "eval")
+    check_interval(n_boot, "n_boot", "eval", kind=int, low=1, high=MAX_N_BOOT)
+    check_interval(n_bins, "bins", "eval", kind=int, low=1, high=MAX_BINS)
     margins = np.array([r["pred_margin"] for r in scored], dtype=float)
     out = _headline(scored, margins, seed=seed, n_boot=n_boot)
     if (length_term := length_term_accuracy(scored)) is not None:
@@ -379,6 +387,10 @@ def paired_difference(a: Sequence[Any], b: Sequence[Any], *, n_boot: int = 2000,
     """
     import numpy as np
 
+    from marsctl.params import MAX_N_BOOT, check_interval, check_seed
+
+    check_seed(seed, "seed", "the paired bootstrap")
+    check_interval(n_boot, "n_boot", "the paired bootstrap", kind=int, low=1, high=MAX_N_BOOT)
     rng = np.random.default_rng(seed)
     diffs_by_seed = [np.asarray(x, dtype=float) - np.asarray(y, dtype=float) for x, y in zip(a, b, strict=True)]
     per_seed = np.array([d.mean() for d in diffs_by_seed])

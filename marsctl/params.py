@@ -54,6 +54,39 @@ def check_interval(
     return value
 
 
+# The one definition of a valid seed: an int in [0, SEED_MAX = 2**63 - 1], the range of plugin.derive_seed
+# (whose seeds are passed on to steps.train and the plugins) and of a signed 64-bit column (JSON readers,
+# Parquet, CSV). random.Random, numpy's default_rng and torch.manual_seed (up to 2**64 - 1) take such a seed
+# as it is; where a library's range is narrower, the seed is reduced first (torch.manual_seed(derive_seed(...)
+# % 2**31) in the embedding heads, the openai backend's `seed % 2**31`). A negative seed is refused rather than
+# aliased: random.Random(-1) draws as random.Random(1) does, and numpy's default_rng(-1) raises.
+SEED_MAX = 2**63 - 1
+
+# Size limits of options that protect the machine (with checks.MAX_* and the heads' MAX_*), refused before any
+# work. The CLI's options carry them as min/max, so --help shows each range.
+MIN_N_BOOT = 100  # fewer resamples give no usable 95% interval
+MAX_N_BOOT = 100_000  # bootstrap resamples (eval --n-boot): ≈0.8 MB of means, seconds per figure
+MAX_BINS = 1_000  # ECE / reliability bins (eval --bins)
+MAX_BATCH_SIZE = 65_536  # pairs per scoring batch (score --batch-size)
+MAX_EPOCHS = 10_000  # epochs (train/refine/compare --epochs; the heads' own bound)
+MAX_ROUNDS = 1_000  # augmentation rounds (refine/compare --rounds, augment --round)
+MAX_SEEDS = 1_000  # seeds of compare (--seeds): each is a full set of runs
+MAX_TRIES = 50  # candidates per side of --semantic-refine (--refine-tries)
+
+
+def check_seed(value: Any, name: str = "seed", owner: str = "marsctl") -> int:
+    """Check a seed against the one definition (an int in [0, ``SEED_MAX``]); returns it.
+
+    >>> check_seed(2**63 - 1, "seed", "train")
+    9223372036854775807
+    >>> check_seed(-1, "seed", "train")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    marsctl.errors.ConfigError: The 'seed' parameter of train must be an int in the range [0, 9223372036854775807]...
+    """
+    return check_interval(value, name, owner, kind=int, low=0, high=SEED_MAX)
+
+
 def check_choice(value: str, name: str, owner: str, choices: list[str]) -> str:
     """Check that ``value`` is one of ``choices``; suggest the closest one otherwise."""
     if value in choices:

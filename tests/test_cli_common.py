@@ -33,7 +33,8 @@ def _options(command: str) -> dict[str, Any]:
 ])
 def test_options_take_help_and_default_from_refine_config(command, flag, field):
     opt = _options(command)[flag]
-    assert opt.help == help_of(RefineConfig, field)
+    own = help_of(RefineConfig, field)
+    assert opt.help == own or opt.help.startswith(own + " Range: [")  # a bounded option adds its range
     defaults = default_of(CompareConfig, "refine") if command == "compare" else RefineConfig
     assert opt.default == default_of(defaults, field)
 
@@ -41,7 +42,7 @@ def test_options_take_help_and_default_from_refine_config(command, flag, field):
 def test_compare_defaults_are_compare_configs():
     opts = _options("compare")
     assert opts["--rounds"].default == CompareConfig().refine.rounds == 1
-    assert opts["--seeds"].default == 5 and opts["--seeds"].help == help_of(CompareConfig, "seeds")
+    assert opts["--seeds"].default == 5 and opts["--seeds"].help == help_of(CompareConfig, "seeds") + " Range: [1, 1000]."
     assert opts["--strategies"].default == ",".join(default_of(CompareConfig, "strategies"))
     assert opts["--test-frac"].help == help_of(CompareConfig, "test_frac")
 

@@ -6,16 +6,19 @@ import typer
 
 from marsctl.cli.common import (
     alias,
+    bounded,
     format_option,
     handle_errors,
     input_file,
     merged_params,
     option_from,
     param_option,
+    seed_option,
     semantic_option,
     split_option,
     tries_option,
 )
+from marsctl.params import MAX_ROUNDS
 
 
 def register(app: typer.Typer) -> None:
@@ -29,8 +32,8 @@ def register(app: typer.Typer) -> None:
         fmt: str = format_option(),
         split: str = split_option(),
         backend: str = option_from(RefineConfig, "backend", "--backend"),
-        seed: int = typer.Option(0, "--seed", help="Seed for variants and draws."),
-        round_: int = typer.Option(1, "--round", help="Round number written into provenance."),
+        seed: int = seed_option("Seed for variants and draws."),
+        round_: int = bounded(1, "--round", low=0, high=MAX_ROUNDS, help="Round number written into provenance."),
         model: str = typer.Option(None, "-m", "--model",
                                   help="Model dir that scores each pool (needed for won selections)."),
         semantic: bool = semantic_option(),

@@ -40,9 +40,38 @@ def default_of(cfg: Any, name: str) -> Any:
     return f.default
 
 
-def option_from(cfg: Any, name: str, *decls: str, **kwargs: Any) -> Any:
-    """A Typer option whose default and help are config field ``name``'s (each written once, in the config)."""
-    return typer.Option(default_of(cfg, name), *decls, help=help_of(cfg, name), **kwargs)
+def option_from(cfg: Any, name: str, *decls: str, low: int | None = None, high: int | None = None,
+                **kwargs: Any) -> Any:
+    """A Typer option whose default and help are config field ``name``'s (each written once, in the config).
+
+    ``low``/``high``: an int range, refused while the options are parsed (see :func:`bounded`).
+    """
+    return bounded(default_of(cfg, name), *decls, low=low, high=high, help=help_of(cfg, name), **kwargs)
+
+
+def in_range(low: int, high: int) -> Callable[[Any], Any]:
+    """A Typer callback that refuses an int outside [low, high] (None passes): exit 2, naming option and range.
+
+    The message reads ``Error: Invalid value for '--rounds': must be an int in the range [0, 1000]. Got -1
+    instead.``, before any work (it runs while the options are parsed).
+    """
+
+    def check(value: Any) -> Any:
+        if value is not None and not low <= value <= high:
+            msg = f"must be an int in the range [{low}, {high}]. Got {value} instead."
+            raise typer.BadParameter(msg)
+        return value
+
+    return check
+
+
+def bounded(default: Any, *decls: str, low: int | None = None, high: int | None = None, help: str = "",
+            **kwargs: Any) -> Any:
+    """A Typer option limited to the int range [low, high] (both or neither given); --help shows the range."""
+    if low is None or high is None:
+        return typer.Option(default, *decls, help=help, **kwargs)
+    return typer.Option(default, *decls, callback=in_range(low, high), help=f"{help} Range: [{low}, {high}].",
+                        **kwargs)
 
 
 def param_option(kind: str, *, short: bool = False) -> Any:
@@ -100,7 +129,17 @@ def semantic_option() -> Any:
 
 def tries_option() -> Any:
     """--refine-tries N: candidates per side for --semantic-refine."""
-    return typer.Option(SEMANTIC_TRIES, "--refine-tries", help="Candidates per side for --semantic-refine.")
+    from marsctl.params import MAX_TRIES
+
+    return bounded(SEMANTIC_TRIES, "--refine-tries", low=1, high=MAX_TRIES,
+                   help="Candidates per side for --semantic-refine.")
+
+
+def seed_option(help: str) -> Any:
+    """--seed S (default 0), an int in the one seed range (``params.SEED_MAX``), refused before any work."""
+    from marsctl.params import SEED_MAX
+
+    return bounded(0, "--seed", low=0, high=SEED_MAX, help=help)
 
 
 def handle_errors(func: F) -> F:

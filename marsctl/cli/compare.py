@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from marsctl.checks import MAX_PAIR_BUDGET
 from marsctl.cli.common import (
     alias,
     alpha_option,
@@ -20,6 +21,7 @@ from marsctl.cli.common import (
     selector_params,
     split_option,
 )
+from marsctl.params import MAX_EPOCHS, MAX_ROUNDS, MAX_SEEDS
 
 
 def _list(text: str) -> list[str]:
@@ -43,17 +45,17 @@ def register(app: typer.Typer) -> None:
         test_frac: float = option_from(C, "test_frac", "--test-frac"),
         strategies: str = typer.Option(",".join(default_of(C, "strategies")), "--strategies",
                                        help=help_of(C, "strategies")),
-        seeds: int = option_from(C, "seeds", "--seeds"),
+        seeds: int = option_from(C, "seeds", "--seeds", low=1, high=MAX_SEEDS),
         budget: int = option_from(shared, "budget", "--budget", "-b"),
-        rounds: int = option_from(shared, "rounds", "--rounds", "-r"),
+        rounds: int = option_from(shared, "rounds", "--rounds", "-r", low=1, high=MAX_ROUNDS),
         head: str = option_from(shared, "head", "--head"),
-        epochs: int = option_from(shared, "epochs", "--epochs"),
+        epochs: int = option_from(shared, "epochs", "--epochs", low=0, high=MAX_EPOCHS),
         backend: str = option_from(shared, "backend", "--backend"),
         protocols: str = typer.Option(",".join(default_of(C, "protocols")), "--protocols",
                                       help=help_of(C, "protocols")),
         alpha: float = alpha_option(),
         alpha_scale: str = alpha_scale_option(),
-        cap: int = option_from(shared, "cap", "--cap"),
+        cap: int = option_from(shared, "cap", "--cap", low=1, high=MAX_PAIR_BUDGET),
         crossfit: int = option_from(shared, "crossfit", "--crossfit"),
         noise: str = option_from(shared, "noise", "--noise"),
         noise_threshold: float = option_from(shared, "noise_threshold", "--noise-threshold"),
@@ -72,6 +74,7 @@ def register(app: typer.Typer) -> None:
         from marsctl.compare import Compare
         from marsctl.outputs import check_run_dir
         from marsctl.records import read_pairs
+        from marsctl.store import usable_cache_dir
 
         heldout = merged(heldout, heldout_alias, "--eval", "--heldout")
         refine = dataclasses.replace(shared, budget=budget, rounds=rounds, head=head, epochs=epochs, backend=backend,
@@ -85,4 +88,5 @@ def register(app: typer.Typer) -> None:
         check_run_dir(out, [pairs, heldout], marker="compare.json")
         records, name = read_input(pairs, format=fmt, split=split)
         held = read_pairs(heldout) if heldout else None
+        usable_cache_dir()  # a bad MARSCTL_CACHE_DIR is refused before the output folder is written
         Compare(records, out, cfg, heldout=held, input_name=name, heldout_name=heldout).run()

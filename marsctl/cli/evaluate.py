@@ -8,7 +8,8 @@ import os
 import typer
 
 from marsctl.calibration import ECE_BINS
-from marsctl.cli.common import format_option, handle_errors, input_file, split_option
+from marsctl.cli.common import bounded, format_option, handle_errors, input_file, seed_option, split_option
+from marsctl.params import MAX_BINS, MAX_N_BOOT, MIN_N_BOOT
 
 
 def register(app: typer.Typer) -> None:
@@ -23,9 +24,11 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(..., "-m", "--model", help="Model directory."),
         as_json: bool = typer.Option(False, "--json", help="Write the metrics as JSON on stdout."),
         scored_out: str = typer.Option(None, "--scored", help="Also write the scored rows here."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and of the --calibrate split."),
-        n_boot: int = typer.Option(2000, "--n-boot", help="Bootstrap resamples for the CI."),
-        n_bins: int = typer.Option(ECE_BINS, "--bins", help="Equal-mass bins of the ECE and the reliability table."),
+        seed: int = seed_option("Seed of the bootstrap and of the --calibrate split."),
+        n_boot: int = bounded(2000, "--n-boot", low=MIN_N_BOOT, high=MAX_N_BOOT,
+                              help="Bootstrap resamples for the CI."),
+        n_bins: int = bounded(ECE_BINS, "--bins", low=1, high=MAX_BINS,
+                              help="Equal-mass bins of the ECE and the reliability table."),
         calibrate: float = typer.Option(None, "--calibrate", metavar="FRACTION",
                                         help="Fit a temperature on this seeded fraction of the pairs (rows sharing "
                                              "a group_id stay together); report raw and calibrated figures on the "
@@ -50,8 +53,8 @@ def register(app: typer.Typer) -> None:
         from marsctl.records import file_sha256
         from marsctl.report import print_eval
 
-        check_interval(n_boot, "n_boot", "eval", kind=int, low=100)
-        check_interval(n_bins, "bins", "eval", kind=int, low=1)
+        check_interval(n_boot, "n_boot", "eval", kind=int, low=MIN_N_BOOT, high=MAX_N_BOOT)
+        check_interval(n_bins, "bins", "eval", kind=int, low=1, high=MAX_BINS)
         check_calibration_options(calibrate, calibration_split, pairs)
         check_file_output(scored_out, [pairs, model], flag="--scored", records=True)
         head = load_head(model)

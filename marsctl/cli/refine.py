@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from marsctl.checks import MAX_PAIR_BUDGET
 from marsctl.cli.common import (
     alias,
     alpha_option,
@@ -20,6 +21,7 @@ from marsctl.cli.common import (
     split_option,
     tries_option,
 )
+from marsctl.params import MAX_EPOCHS, MAX_ROUNDS, SEED_MAX
 
 
 def register(app: typer.Typer) -> None:
@@ -32,21 +34,21 @@ def register(app: typer.Typer) -> None:
         pairs: str = typer.Argument(..., help="Base (human) preference pairs, JSONL."),
         fmt: str = format_option(),
         split: str = split_option(),
-        rounds: int = option_from(C, "rounds", "--rounds", "-r"),
+        rounds: int = option_from(C, "rounds", "--rounds", "-r", low=0, high=MAX_ROUNDS),
         budget: int = option_from(C, "budget", "--budget", "-b"),
         strategy: str = option_from(C, "strategy", "--strategy", "-s"),
         alpha: float = alpha_option(),
         alpha_scale: str = alpha_scale_option(),
         head: str = option_from(C, "head", "--head"),
-        epochs: int = option_from(C, "epochs", "--epochs"),
+        epochs: int = option_from(C, "epochs", "--epochs", low=0, high=MAX_EPOCHS),
         backend: str = option_from(C, "backend", "--backend"),
         heldout: str = typer.Option(None, "--eval", help="Held-out pairs evaluated after every round."),
         heldout_alias: str = alias("--heldout"),
         out: str = typer.Option("runs/refine", "--out", help="Run directory."),
         resume: bool = typer.Option(False, "--resume", help="Continue after the last finished round."),
         merge: str = option_from(C, "merge", "--merge"),
-        seed: int = option_from(C, "seed", "--seed"),
-        cap: int = option_from(C, "cap", "--cap"),
+        seed: int = option_from(C, "seed", "--seed", low=0, high=SEED_MAX),
+        cap: int = option_from(C, "cap", "--cap", low=1, high=MAX_PAIR_BUDGET),
         mix: float = option_from(C, "mix_uniform", "--mix-uniform"),
         match_steps: bool = option_from(C, "match_steps", "--match-steps/--same-epochs"),
         crossfit: int = option_from(C, "crossfit", "--crossfit"),
@@ -66,6 +68,7 @@ def register(app: typer.Typer) -> None:
         from marsctl.loop import RefineRun
         from marsctl.outputs import check_run_dir
         from marsctl.records import read_pairs
+        from marsctl.store import usable_cache_dir
 
         heldout = merged(heldout, heldout_alias, "--eval", "--heldout")
         config = C(rounds=rounds, budget=budget, strategy=strategy,
@@ -81,6 +84,7 @@ def register(app: typer.Typer) -> None:
         held = read_pairs(heldout) if heldout else None
         if held is not None:
             _leak_check(records, held, heldout)
+        usable_cache_dir()  # a bad MARSCTL_CACHE_DIR is refused before the run folder is written
         RefineRun(records, out, config, heldout=held, input_name=name, heldout_name=heldout).run(resume=resume)
 
 

@@ -24,24 +24,30 @@ def register(app: typer.Typer) -> None:
                                         "files (never re-running anything)."),
     ) -> None:
         """Write one self-contained HTML report: settings, provenance, tables, plots, diagnostics, a verdict."""
+        import contextlib
+        import os
+
         from marsctl import ui
         from marsctl.htmlreport import REPORT_NAME, check_report_output, run_kind, write_report
+        from marsctl.rundir import inside_folder, run_lock
 
         folder = Path(run_dir)
         kind = run_kind(folder)
+        if output is None and os.path.lexists(folder / REPORT_NAME):  # a link out of the folder is not followed
+            inside_folder(folder / REPORT_NAME, folder)
         check_report_output(folder / REPORT_NAME if output is None else output)
-        pngs = _write_plots(folder, kind) if plots else None
-        ui.info(f"report: {write_report(folder, output, pngs=pngs)}")
+        # Writing into the folder (report.html, --plots): refused while a refine or compare writes it.
+        with run_lock(folder) if output is None or plots else contextlib.nullcontext():
+            pngs = _write_plots(folder, kind) if plots else None
+            ui.info(f"report: {write_report(folder, output, pngs=pngs)}")
 
 
 def _write_plots(folder: Path, kind: str) -> dict[str, bytes]:
-    """The run's figures, written into its folder."""
-    import json
-
+    """The run's figures, written into its folder (read through the checked reader, ``marsctl.rundir``)."""
     from marsctl import plots
-    from marsctl.htmlreport import compare_results
+    from marsctl.rundir import compare_report, compare_results
 
     if kind == "refine":
         return plots.refine_plots(folder)
-    rep = json.loads((folder / "report.json").read_text(encoding="utf-8"))
-    return plots.compare_plots(folder, compare_results(folder), rep)
+    rep = compare_report(folder)
+    return plots.compare_plots(folder, compare_results(folder, rep), rep)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from marsctl.cli.common import format_option, handle_errors, input_file, split_option
+from marsctl.cli.common import bounded, format_option, handle_errors, input_file, split_option
+from marsctl.params import MAX_BATCH_SIZE
 
 
 def register(app: typer.Typer) -> None:
@@ -18,7 +19,8 @@ def register(app: typer.Typer) -> None:
         split: str = split_option(),
         model: str = typer.Option(..., "-m", "--model", help="Model directory from 'marsctl train'."),
         output: str = typer.Option("-", "-o", "--output", help="Output JSONL, or '-' for stdout."),
-        batch_size: int = typer.Option(None, "--batch-size", help="Pairs per scoring batch (default: the head's)."),
+        batch_size: int = bounded(None, "--batch-size", low=1, high=MAX_BATCH_SIZE,
+                                  help="Pairs per scoring batch (default: the head's)."),
         length_free: bool = typer.Option(False, "--length-free", help=(
             "Write the quality part alone as score_chosen, score_rejected, pred_margin and p_chosen (a head "
             "trained with a length term; its quality_* and length_* fields are written either way).")),

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import typer
 
+from marsctl.checks import MAX_PAIR_BUDGET
 from marsctl.cli.common import (
     alias,
     alpha_option,
     alpha_scale_option,
+    bounded,
     format_option,
     handle_errors,
     input_file,
     merged_params,
     option_from,
     param_option,
+    seed_option,
     selector_params,
     split_option,
 )
@@ -33,8 +36,9 @@ def register(app: typer.Typer) -> None:
         strategy: str = option_from(RefineConfig, "strategy", "--strategy", "-s"),
         alpha: float = alpha_option(),
         alpha_scale: str = alpha_scale_option(),
-        seed: int = typer.Option(0, "--seed", help="Seed for the tie-breaking draw."),
-        cap: int = typer.Option(None, "--cap", help="At most this many rows per pair (e.g. the pool size, 25)."),
+        seed: int = seed_option("Seed for the tie-breaking draw."),
+        cap: int = bounded(None, "--cap", low=1, high=MAX_PAIR_BUDGET,
+                           help="At most this many rows per pair (e.g. the pool size, 25)."),
         mix: float = option_from(RefineConfig, "mix_uniform", "--mix-uniform"),
         output: str = typer.Option("-", "-o", "--output", help="Output JSONL, or '-' for stdout."),
         param: list[str] = param_option("selector", short=True),

@@ -6,13 +6,16 @@ import typer
 
 from marsctl.cli.common import (
     alias,
+    bounded,
     format_option,
     handle_errors,
     merged_params,
     param_option,
     read_input,
+    seed_option,
     split_option,
 )
+from marsctl.params import MAX_EPOCHS
 
 
 def register(app: typer.Typer) -> None:
@@ -26,8 +29,8 @@ def register(app: typer.Typer) -> None:
         split: str = split_option(),
         output: str = typer.Option(..., "-o", "--output", help="Model directory to write."),
         head: str = typer.Option(None, "--head", help="Reward head plugin (default mlp, or --init's)."),
-        epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the head's)."),
-        seed: int = typer.Option(0, "--seed", help="Seed for initialisation and shuffling."),
+        epochs: int = bounded(None, "--epochs", low=0, high=MAX_EPOCHS, help="Epochs (default: the head's)."),
+        seed: int = seed_option("Seed for initialisation and shuffling."),
         init: str = typer.Option(None, "--init", help="Continue training from this model directory."),
         param: list[str] = param_option("head", short=True),
         param_alias: list[str] = alias("--param"),

@@ -2,7 +2,7 @@
 
 Key: sha256 of (model id, template id, role, input text, seed, sampling parameters, n). Value: the
 raw (unfiltered) generations as a JSON list, so changing a filter band reuses what was generated.
-One SQLite file, ``generations.sqlite``, under :func:`marsctl.store.cache_dir`.
+One SQLite file, ``generations.sqlite``, under :func:`marsctl.store.cache_dir` (in memory when that folder is unusable).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from marsctl.store import SQLiteStore, cache_dir
+from marsctl.store import SQLiteStore, cache_file
 
 
 def generation_key(model_id: str, template_id: str, role: str, text: str, seed: int,
@@ -34,8 +34,8 @@ class GenerationCache(SQLiteStore):
     """A SQLite map from generation keys to lists of generated strings (thread-safe)."""
 
     def __init__(self, path: str | Path | None = None):
-        if path is None:
-            path = cache_dir() / "generations.sqlite"
+        if path is None:  # None when there is no usable cache folder: kept in memory (see marsctl.store)
+            path = cache_file("generations.sqlite")
         super().__init__(path, "gen", encode=lambda v: json.dumps(list(v), ensure_ascii=False),
                          decode=json.loads, column="outputs", column_type="TEXT",
                          valid=lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v))

@@ -28,21 +28,26 @@ from typing import Any
 STAT_KEYS = ("generated", "stripped", "empty", "copy", "near_copy", "length", "too_dissimilar",
              "too_similar", "counterpart_copy", "duplicate", "kept")
 
-_OPENERS = r"(?:sure|certainly|of course|okay|ok|absolutely|great|alright)\b[!.,:]*"
+# Every pattern is linear in the text's length (a server's reply is untrusted): no two adjacent parts can
+# match the same characters (``\s*(?:is)?\s*`` could, and took O(n²) on a run of spaces), runs of
+# whitespace are matched possessively (``\s*+``: never given back), and the tail pattern starts at a line
+# break followed by horizontal space only, so a run of n newlines is not rescanned from each of them
+# (``\n\s*`` took O(n³) on "\n" * n). tests/test_openai_hardening.py times each on 100k-character inputs.
+_OPENERS = r"(?:sure|certainly|of course|okay|ok|absolutely|great|alright)\b[!.,:]*+"
 _LEAD_RES = [
-    re.compile(rf"^\s*{_OPENERS}\s*", re.I),
+    re.compile(rf"^\s*+{_OPENERS}\s*+", re.I),
     re.compile(
-        r"^\s*here(?:\s+is|'s|\s+are|\s+you\s+go)\b[^\n:]{0,100}?(?::|\.\s*\n|!\s*\n)\s*", re.I),
+        r"^\s*+here(?:\s++is|'s|\s++are|\s++you\s++go)\b[^\n:]{0,100}?(?::|[.!][^\S\n]*+\n)\s*+", re.I),
     re.compile(
-        r"^\s*(?:the\s+)?(?:paraphrased|rewritten|rephrased|revised|reworded|new)\s+"
-        r"(?:answer|request|text|version|sentence|response|prompt|question)\s*(?:is)?\s*:\s*", re.I),
-    re.compile(r"^\s*(?:paraphrase|rewrite|rewritten|answer|request|response|output)\s*:\s*", re.I),
+        r"^\s*+(?:the\s++)?(?:paraphrased|rewritten|rephrased|revised|reworded|new)\s++"
+        r"(?:answer|request|text|version|sentence|response|prompt|question)\s*+(?:is\s*+)?:\s*+", re.I),
+    re.compile(r"^\s*+(?:paraphrase|rewrite|rewritten|answer|request|response|output)\s*+:\s*+", re.I),
 ]
 _TAIL_RE = re.compile(
-    r"\n\s*(?:\(?\s*note\b|notes?:|explanation:|i hope\b|let me know\b|feel free\b|"
+    r"\n[^\S\n]*+(?:\((?>\s*)note\b|note\b|notes?:|explanation:|i hope\b|let me know\b|feel free\b|"
     r"this (?:paraphrase|rewrite|version|rewritten|answer is)\b|in this (?:paraphrase|rewrite|version)\b|"
-    r"here(?:'s| is) (?:a|the|my|another) (?:revised|rewritten|paraphrased|new)\b|p\.\s?s\.).*\Z",
-    re.I | re.S,
+    r"here(?:'s| is) (?:a|the|my|another) (?:revised|rewritten|paraphrased|new)\b|p\.\s?s\.)",
+    re.I,
 )
 _QUOTES = [('"', '"'), ("“", "”"), ("'", "'"), ("‘", "’"), ("«", "»"), ("**", "**"), ("```", "```")]
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -222,7 +222,8 @@ def export_onnx(model_dir: str | Path, output: str | Path) -> dict[str, Any]:
     model_dir : path
         A model directory from ``marsctl train`` (an embedding head: mlp or linear).
     output : path
-        The ``.onnx`` file to write (atomically: a temporary file beside it, renamed when checked).
+        The ``.onnx`` file to write (atomically: a temporary file beside it, renamed when checked); a
+        device or pipe is written in place once the file is checked, never replaced.
 
     Returns
     -------
@@ -232,7 +233,7 @@ def export_onnx(model_dir: str | Path, output: str | Path) -> dict[str, Any]:
     """
     from marsctl.encoders import _require
     from marsctl.modeldir import load_head
-    from marsctl.outputs import check_file_output, new_temp_file, remove_stale, write_failed
+    from marsctl.outputs import check_file_output, deliver, is_special, scratch_file, write_failed
 
     target = Path(output)
     check_file_output(target, [model_dir])
@@ -242,21 +243,21 @@ def export_onnx(model_dir: str | Path, output: str | Path) -> dict[str, Any]:
     blocks = _features_of(head)
     inputs, outputs = _names(blocks, _network(head)[1])
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale(target)
-        fd, tmp = new_temp_file(target)
+        fd, tmp = scratch_file(target)  # beside a file; in $TMPDIR for a device or pipe, copied into it at the end
         os.close(fd)
     except OSError as e:
         raise write_failed(target, e) from None
     try:
         _write_graph(head, Path(model_dir), Path(tmp))
         worst = _check_agrees(head, Path(tmp))
+        size = Path(tmp).stat().st_size
         os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):
             raise write_failed(target, e) from None
         raise
-    return {"output": str(target), "inputs": inputs, "outputs": outputs, "bytes": target.stat().st_size,
-            "max_abs_diff": worst}
+    special = is_special(target)
+    deliver(tmp, target)  # renamed over a regular file; a device or pipe is written in place, never replaced
+    return {"output": str(target), "inputs": inputs, "outputs": outputs,
+            "bytes": size if special else target.stat().st_size, "max_abs_diff": worst}

@@ -729,16 +729,10 @@ def record_writer(path: str | os.PathLike, *, hold: bool = False) -> Iterator[Ca
         yield write
 
 
-def _is_stream(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is stdout (``-``) or a device or pipe written in place, ``/dev/null`` aside."""
-    from marsctl.outputs import is_special
-
-    return str(path) == "-" or (is_special(Path(path)) and str(path) != os.devnull)
-
-
 @contextlib.contextmanager
 def _held(path: str | os.PathLike) -> Iterator[Callable[[dict[str, Any]], None]]:
-    """``write(record)`` into a temporary file, copied to stdout (``-``) or the device ``path`` at the end."""
+    """``write(record)`` into a temporary file, copied to stdout at the end (devices and pipes:
+    :func:`marsctl.outputs.held_output`)."""
     import tempfile
 
     from marsctl.outputs import write_failed
@@ -761,22 +755,8 @@ def _held(path: str | os.PathLike) -> Iterator[Callable[[dict[str, Any]], None]]
             spool.seek(0)
         except OSError as e:
             raise write_failed("a temporary copy of the output", e) from None
-        if str(path) == "-":
-            while piece := spool.read(_PIECE):
-                write_stdout(piece)
-            return
-        with atomic_writer(path) as fh:
-            while piece := spool.read(_PIECE):
-                fh.write(piece)
-
-
-def _other_format(path: str | os.PathLike) -> bool:
-    """Whether ``path``'s extension names a format other than plain JSONL (:mod:`marsctl.formats`)."""
-    if str(path) == "-" or Path(path).suffix.lower() in (".jsonl", ".json", ""):
-        return False
-    from marsctl.formats import output_format
-
-    return output_format(path) != "jsonl"
+        while piece := spool.read(_PIECE):
+            write_stdout(piece)
 
 
 def write_stdout(text: str) -> None:

@@ -4,7 +4,8 @@ Every command checks its outputs before any work starts:
 
 - ``-o FILE`` may replace an existing regular file that is not one of the command's inputs. It is
   refused when it is a directory, an input (the same path, a symlink or a hard link to it), or sits
-  under a file. Devices and pipes (``/dev/null``, ``/dev/stdout``) are written in place.
+  under a file. Devices and pipes (``/dev/null``, ``/dev/stdout``, a FIFO) are written in place, whatever
+  the format: marsctl never renames over or unlinks them. A block device (a disk) or a socket is refused.
 - A model directory (``train -o DIR``) is created new. An existing one is replaced only when it is
   empty, or when it is a marsctl model directory that holds nothing but the files marsctl wrote and
   ``--overwrite`` is given; the new directory is complete before the old one is removed.
@@ -20,11 +21,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from marsctl.errors import ConfigError, MarsError
 
@@ -87,13 +90,46 @@ def glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
 
 
-def is_special(path: Path) -> bool:
-    """True for an existing device, pipe or socket (written in place, never replaced)."""
+# /dev/stdout, /dev/fd/3, /proc/self/fd/1: names of a file descriptor, written in place whatever they lead to
+_FD_NAME = re.compile(r"/dev/(stdout|stderr|fd/\d+)|/proc/(self|thread-self|\d+)(/task/\d+)?/fd/\d+")
+
+
+def _fd_name(path: Path) -> bool:
+    """Whether ``path`` (or a symlink chain from it) names an open file descriptor, such as ``/dev/stdout``."""
+    p = os.path.abspath(path)
+    for _ in range(40):
+        if _FD_NAME.fullmatch(p):
+            return True
+        try:
+            link = os.readlink(p)
+        except OSError:
+            return False
+        p = os.path.normpath(os.path.join(os.path.dirname(p), link))
+    return False
+
+
+def is_special(path: str | os.PathLike) -> bool:
+    """True for a device, pipe or socket, or a file descriptor's name (``/dev/stdout``): written in place, never
+    replaced."""
+    if str(path) == "-":
+        return False
     try:
         mode = os.stat(path).st_mode
     except OSError:
-        return False
-    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+        return _fd_name(Path(path))
+    return (not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)) or _fd_name(Path(path))
+
+
+def check_special(path: Path, flag: str = "-o") -> None:
+    """Refuse a special file that cannot take a stream of bytes in place: a block device (a disk) or a socket."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    what = "a block device (a disk)" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else None
+    if what:
+        msg = f"{flag} {path} is {what}; marsctl writes to files, character devices and pipes"
+        raise ConfigError(msg, hint=f"choose a file for {flag}, or '-' for stdout")
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -147,6 +183,7 @@ def check_file_output(path: str | os.PathLike | None, inputs: Iterable[str | os.
         raise ConfigError(msg, hint=f"e.g. {flag} {p / 'out.jsonl'}")
     check_parent(p, flag)
     check_not_input(p, inputs, flag)
+    check_special(p, flag)
     if records:
         from marsctl.formats import output_format
 
@@ -218,7 +255,9 @@ def check_run_dir(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | 
         raise ConfigError(msg, hint=f"choose a new {flag}")
     if (p / marker).is_file():
         return True
-    entries = sorted(x.name for x in p.iterdir())
+    from marsctl.rundir import LOCK_NAME
+
+    entries = sorted(x.name for x in p.iterdir() if x.name != LOCK_NAME)  # the lock alone: a run killed at its start
     if entries:
         msg = (f"{flag} {p} is a directory that does not hold a marsctl run ({_entries(entries)}, "
                f"e.g. {entries[0]!r}); marsctl will not write into it")
@@ -271,3 +310,103 @@ def install_dir(tmp: Path, target: Path) -> None:
         old.rename(target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------- files
+def _through_links(target: Path) -> Path:
+    """The file a symlink leads to (written there, as a shell ``>`` would), or ``target`` itself; the link stays."""
+    return Path(os.path.realpath(target)) if target.is_symlink() else target
+
+
+def scratch_file(target: str | os.PathLike) -> tuple[int, str]:
+    """A fresh temporary file for building ``target``'s bytes: (open descriptor, path).
+
+    Beside a regular target (to be renamed into place, stale temporaries of dead processes removed first);
+    in ``$TMPDIR`` for a device or pipe (copied into it when complete), never beside it (``/dev``).
+    """
+    t = Path(target)
+    if is_special(t):
+        return tempfile.mkstemp(prefix="marsctl-out-", suffix=".tmp")
+    t = _through_links(t)
+    t.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(t)
+    return new_temp_file(t)
+
+
+@contextlib.contextmanager
+def binary_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary stream whose bytes end up at ``path`` (a file, not ``-``).
+
+    A regular file gets a temporary beside it, renamed into place when the block ends without an error
+    (nothing is left at ``path`` otherwise); a symlink to one is followed, and stays a symlink. A device,
+    pipe or ``/dev/stdout`` is opened in place, for appending (``> file`` and ``>> file`` behind
+    ``/dev/stdout`` both keep what is there), and never replaced. An OSError (a full disk) becomes an
+    :class:`OutputError` naming the file.
+    """
+    target = Path(path)
+    if is_special(target):
+        try:
+            with target.open("ab") as fh:
+                yield fh
+        except OSError as e:
+            raise write_failed(target, e) from None
+        return
+    try:
+        fd, tmp = scratch_file(target)
+    except OSError as e:
+        raise write_failed(target, e) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+        os.replace(tmp, _through_links(target))
+    except BaseException as e:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise write_failed(target, e) from None
+        raise
+
+
+@contextlib.contextmanager
+def held_output(path: str | os.PathLike, hold: bool = True) -> Iterator[BinaryIO]:
+    """:func:`binary_output`, but a device or pipe (``/dev/null`` aside) gets the bytes only when the block ends
+    without an error: they are spooled to ``$TMPDIR`` meanwhile. A regular file is atomic anyway."""
+    if not (hold and is_special(Path(path)) and str(path) != os.devnull):
+        with binary_output(path) as fh:
+            yield fh
+        return
+    try:
+        spool = tempfile.TemporaryFile(prefix="marsctl-out-")  # noqa: SIM115 (closed below)
+    except OSError as e:
+        raise write_failed("a temporary copy of the output", e) from None
+    with spool:
+        try:
+            yield spool
+        except OSError as e:
+            raise write_failed("a temporary copy of the output", e) from None
+        deliver(spool, path)
+
+
+def deliver(src: str | BinaryIO, target: str | os.PathLike) -> None:
+    """Put a complete temporary file (a path or an open file) at ``target``: renamed over a regular file (a path
+    is then gone), copied into a device or pipe (a path is then removed)."""
+    if not isinstance(src, str):
+        try:
+            src.seek(0)
+        except OSError as e:
+            raise write_failed("a temporary copy of the output", e) from None
+        with binary_output(target) as fh:
+            shutil.copyfileobj(src, fh, 1 << 20)
+        return
+    try:
+        if is_special(Path(target)):
+            with open(src, "rb") as fin, binary_output(target) as fh:
+                shutil.copyfileobj(fin, fh, 1 << 20)
+        else:
+            try:
+                os.replace(src, _through_links(Path(target)))
+            except OSError as e:
+                raise write_failed(target, e) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(src)

@@ -31,9 +31,10 @@ from marsctl.params import check_choice, check_interval
 from marsctl.provenance import library_versions
 from marsctl.records import records_sha256
 from marsctl.report import print_compare, write_compare
+from marsctl.rundir import COMPARE_PROTOCOLS, run_lock
 from marsctl.split import grouped_split
 
-PROTOCOLS = ["epochs", "steps"]
+PROTOCOLS = list(COMPARE_PROTOCOLS)
 REFERENCES = ("uniform", NONE)  # every strategy gets a paired Δ against each of these
 
 
@@ -61,7 +62,10 @@ class CompareConfig:
         "help": "The refine settings every run shares."})
 
     def __post_init__(self) -> None:
-        check_interval(self.seeds, "seeds", "compare", kind=int, low=1)
+        from marsctl.params import MAX_N_BOOT, MAX_SEEDS, MIN_N_BOOT
+
+        check_interval(self.seeds, "seeds", "compare", kind=int, low=1, high=MAX_SEEDS)
+        check_interval(self.n_boot, "n_boot", "compare", kind=int, low=MIN_N_BOOT, high=MAX_N_BOOT)
         check_interval(self.refine.rounds, "rounds", "compare", kind=int, low=1)
         check_interval(self.test_frac, "test_frac", "compare", low=0, high=1, closed="neither")
         for p in self.protocols:
@@ -130,7 +134,13 @@ class Compare:
         for st in cfg.strategies:
             if st != NONE:
                 registry.check_params("selector", st, cfg.selector_params(st))
-        self.out.mkdir(parents=True, exist_ok=True)
+        with run_lock(self.out):  # held to the end: a second compare on this folder is refused
+            check_run_dir(self.out, marker="compare.json")  # again: another process may have written it meanwhile
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
+        """``run`` with the folder locked."""
+        cfg = self.config
         write_json({"config": asdict(cfg), "input": self.input_name, "heldout": self.heldout_name,
                     "input_sha256": records_sha256(self.pairs),
                     "heldout_sha256": None if self.heldout is None else records_sha256(self.heldout),

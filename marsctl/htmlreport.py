@@ -7,7 +7,9 @@ whatever diagnostics ``eval`` recorded, the guard's decisions and a plain-words 
 nothing: no script, no stylesheet, no font or image from anywhere but itself. Every text from the run
 folder is escaped.
 
-The run folder is only read; the report is written atomically, and an existing file is replaced only
+The run folder is only read, through :mod:`marsctl.rundir`'s checked reader (nothing outside the
+folder, every field the page uses checked, so a damaged folder is one error naming the file and
+field); the report is written atomically, and an existing file is replaced only
 when it is a report marsctl wrote (its ``<meta name="generator">``).
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,10 +62,11 @@ def run_kind(run_dir: Path) -> str:
 
 def check_report_output(path: str | Path) -> None:
     """Refuse an output that is a directory or an existing file marsctl did not write as a report."""
-    from marsctl.outputs import check_file_output, is_special
+    from marsctl.outputs import check_file_output, check_special, is_special
 
     p = Path(path)
     if str(path) == "-" or is_special(p):
+        check_special(p)  # a socket or a disk is refused; other devices and pipes are written in place
         return
     check_file_output(p, flag="-o")
     if p.exists() and not _is_marsctl_report(p):
@@ -90,6 +94,10 @@ def write_report(run_dir: str | Path, output: str | Path | None = None, *,
 
     run_dir = Path(run_dir)
     target = run_dir / REPORT_NAME if output is None else output
+    if output is None and os.path.lexists(target):  # never follow a link out of the folder, even to check it
+        from marsctl.rundir import inside_folder
+
+        inside_folder(Path(target), run_dir)
     check_report_output(target)
     page = build_report(run_dir, pngs=pngs)
     if str(target) == "-":
@@ -212,20 +220,6 @@ def _figures(pngs: dict[str, bytes]) -> list[str]:
     return out
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        msg = f"{path}: cannot read it ({e})"
-        raise ConfigError(msg) from None
-
-
-def _round_metrics(run_dir: Path) -> dict[int, dict[str, Any]]:
-    from marsctl.rundir import finished_rounds
-
-    return {k: _read_json(run_dir / f"round-{k}" / "metrics.json") for k in finished_rounds(run_dir)}
-
-
 def _libraries(recorded: dict[str, str] | None) -> str:
     if recorded:
         return kv_table(recorded)
@@ -254,13 +248,13 @@ def _synonym_text(sources: dict[str, int]) -> str:
 # -- refine ----------------------------------------------------------------------------------------------
 def _refine_body(run_dir: Path, pngs: dict[str, bytes] | None) -> list[str]:
     from marsctl import plots
-    from marsctl.rundir import read_manifest, summary
+    from marsctl.rundir import refine_data, summary
 
-    manifest = read_manifest(run_dir / "manifest.json")
-    metrics = _round_metrics(run_dir)
-    summ = summary(run_dir)
+    data = refine_data(run_dir)  # every file the page and the figures use, checked
+    manifest, metrics = data.manifest, data.metrics
+    summ = summary(run_dir, data)
     if pngs is None:
-        pngs = plots.refine_pngs(run_dir)
+        pngs = plots.refine_pngs(run_dir, data)
     lb = summ.get("length_baseline")
     baseline = ""
     if lb:
@@ -385,27 +379,20 @@ def _noise_words(d: dict[str, Any]) -> str:
 
 # -- compare ---------------------------------------------------------------------------------------------
 def compare_results(run_dir: Path) -> list[dict[str, Any]]:
-    """runs.jsonl's rows, each pointed at its run folder under ``run_dir`` (wherever compare was run from)."""
-    path = run_dir / "runs.jsonl"
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for r in rows:
-        r["run_dir"] = str(run_dir / "runs" / r["protocol"] / r["strategy"] / f"seed-{r['seed']}")
-    return rows
+    """runs.jsonl's rows, checked, each pointed at its run folder under ``run_dir`` (``rundir.compare_results``)."""
+    from marsctl.rundir import compare_results as rows
+
+    return rows(run_dir)
 
 
 def _compare_body(run_dir: Path, pngs: dict[str, bytes] | None) -> list[str]:
     from marsctl import plots
+    from marsctl.rundir import compare_data
 
-    info = _read_json(run_dir / "compare.json") if (run_dir / "compare.json").is_file() else {}
-    rep = _read_json(run_dir / "report.json")
-    if not isinstance(rep, dict) or not isinstance(rep.get("protocols"), dict) or "config" not in rep:
-        msg = f"{run_dir / 'report.json'}: not a marsctl compare report (no 'protocols' and 'config')"
-        raise ConfigError(msg)
-    results = compare_results(run_dir)
+    data = compare_data(run_dir)  # every file the page and the figures use, checked
+    info, rep, results = data.info, data.report, data.results
     if pngs is None:
-        pngs = plots.compare_pngs(results, rep)
+        pngs = plots.compare_pngs(results, rep, root=run_dir)
     lines, warn = compare_verdict(rep)
     body = [*_section("Verdict", _verdict(lines, warn))]
     for protocol in rep["protocols"]:
@@ -415,13 +402,14 @@ def _compare_body(run_dir: Path, pngs: dict[str, bytes] | None) -> list[str]:
                          html_table(*tables.diagnostics_rows(rep, protocol)),
                          f"<p>Length baseline on the same test rows: pick the longer response {_e(longer)}, "
                          f"the shorter {_e(shorter)}.</p>")
-    finals = _final_metrics(results)
+    finals = [(r, d.metrics) for r, d in data.runs if d is not None]
+    manifests = [d.manifest for _, d in data.runs if d is not None]
     body += [
         *_section("Figures", *_figures(pngs)),
         *_section("Held-out diagnostics (last round, mean over seeds)", *_compare_eval_html(rep, results, finals)),
         *_section("The guard's decisions", _compare_guard_html(rep, results)),
         *_section("Settings", kv_table(info.get("config") or rep["config"])),
-        *_section("Provenance", *_compare_provenance(run_dir, info, results, finals)),
+        *_section("Provenance", *_compare_provenance(run_dir, info, results, finals, manifests)),
     ]
     return body
 
@@ -450,16 +438,6 @@ def compare_verdict(rep: dict[str, Any]) -> tuple[list[str], bool]:
             warn = True
         lines.append(" ".join(parts))
     return lines, warn
-
-
-def _final_metrics(results: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[int, dict[str, Any]]]]:
-    """(run row, its rounds' metrics) for every run whose folder is there."""
-    out = []
-    for r in results:
-        d = Path(r["run_dir"])
-        if d.is_dir():
-            out.append((r, _round_metrics(d)))
-    return out
 
 
 def _compare_eval_html(rep: dict[str, Any], results: Sequence[dict[str, Any]],
@@ -499,16 +477,15 @@ def _compare_guard_html(rep: dict[str, Any], results: Sequence[dict[str, Any]]) 
 
 
 def _compare_provenance(run_dir: Path, info: dict[str, Any], results: Sequence[dict[str, Any]],
-                        finals: Sequence[tuple[dict[str, Any], dict[int, dict[str, Any]]]]) -> list[str]:
+                        finals: Sequence[tuple[dict[str, Any], dict[int, dict[str, Any]]]],
+                        manifests: Sequence[dict[str, Any]]) -> list[str]:
     files = [["input", info.get("input", "not recorded"), info.get("input_sha256") or "not recorded"]]
     if info.get("heldout"):
         files.append(["held-out", info["heldout"], info.get("heldout_sha256") or "not recorded"])
     plugins: dict[tuple[str, str, str], None] = {}
-    for r in results:
-        mpath = Path(r["run_dir"]) / "manifest.json"
-        if mpath.is_file():
-            for kind, p in (_read_json(mpath).get("plugins") or {}).items():
-                plugins[(kind, str(p.get("name")), str(p.get("version")))] = None
+    for manifest in manifests:
+        for kind, p in (manifest.get("plugins") or {}).items():
+            plugins[(kind, str(p.get("name")), str(p.get("version")))] = None
     all_metrics = [m for _, ms in finals for m in ms.values()]
     return [
         "<h3>Inputs</h3>", html_table(["file", "path", "sha256 (of the records)"], files),

@@ -10,9 +10,11 @@ Layout of a run directory::
                              synthetic.jsonl, train.jsonl (base ∪ synthetic), model/ (initialised from
                              round k−1's), scored.jsonl, metrics.json
     summary.json, summary.md
+    .marsctl.lock            flock'ed by the process writing the folder (``rundir.run_lock``): a second is refused
 
-A round is built in ``round-k.partial/`` and renamed when complete, so a finished round is never
-rewritten and an interrupted run loses nothing that finished; ``resume=True`` continues after the
+A round is built in ``round-k.partial/`` and renamed when complete (metrics.json written last), so a
+finished round holds every file of its round (``rundir.finished_rounds`` checks), is never
+rewritten, and an interrupted run loses nothing that finished; ``resume=True`` continues after the
 last finished round and gives the same result as an uninterrupted run.
 
 One head object serves a round: round k−1's head scores the base pairs once, fills West-of-N pools,
@@ -32,7 +34,7 @@ from typing import Any
 from marsctl import FORMAT_VERSION, __version__, registry, report, rundir, steps, ui
 from marsctl.checks import check_budget, report_identical
 from marsctl.errors import ConfigError, DataError
-from marsctl.jsonio import strip_private, write_json, write_records
+from marsctl.jsonio import write_json, write_records
 from marsctl.metrics import curvature_trace, curvature_weight, evaluate, pairwise_accuracy
 from marsctl.modeldir import load_head
 from marsctl.params import check_choice, check_interval
@@ -96,11 +98,23 @@ class RefineConfig:
     noise_folds: int = field(default=5, metadata={"help": "Prompt-grouped folds of --noise's cross-fitted margins."})
 
     def __post_init__(self) -> None:
-        check_interval(self.rounds, "rounds", "refine", kind=int, low=0)
+        from marsctl.checks import MAX_PAIR_BUDGET
+        from marsctl.credentials import check_params_credentials
+        from marsctl.params import MAX_EPOCHS, MAX_ROUNDS, MAX_TRIES, check_seed
+
+        check_interval(self.rounds, "rounds", "refine", kind=int, low=0, high=MAX_ROUNDS)
+        for kind in ("head", "selector", "augmenter"):  # recorded in the manifest: no credentials in URLs
+            check_params_credentials(getattr(self, f"{kind.removesuffix('er')}_params"), kind, "refine")
+        check_seed(self.seed, "seed", "refine")
+        if self.pool_seed is not None:
+            check_seed(self.pool_seed, "pool_seed", "refine")
+        if self.epochs is not None:
+            check_interval(self.epochs, "epochs", "refine", kind=int, low=0, high=MAX_EPOCHS)
+        check_interval(self.semantic_tries, "semantic_tries", "refine", kind=int, low=0, high=MAX_TRIES)
         if self.budget is not None:
             check_interval(self.budget, "budget", "refine", kind=int, low=1)
         if self.cap is not None:
-            check_interval(self.cap, "cap", "refine", kind=int, low=1)
+            check_interval(self.cap, "cap", "refine", kind=int, low=1, high=MAX_PAIR_BUDGET)
         check_interval(self.mix_uniform, "mix_uniform", "refine", low=0, high=1)
         check_choice(self.merge, "merge", "refine", ["replace", "accumulate"])
         if self.crossfit:
@@ -206,11 +220,19 @@ class RefineRun:
 
         With ``plots_and_report`` (compare's runs go without) the figures and report.html are written last.
         """
-        from marsctl.embed import encoder_stats  # numpy: not at import (the CLI reads RefineConfig for --help)
         from marsctl.htmlreport import REPORT_NAME, check_report_output
+        from marsctl.outputs import check_run_dir
 
         if plots_and_report:
             check_report_output(self.out / REPORT_NAME)  # before any work: a report.html marsctl did not write stays
+        check_run_dir(self.out)  # before the lock creates the folder: a file, or a folder of something else, stays
+        with rundir.run_lock(self.out):  # held to the end: a second refine on this folder is refused
+            return self._run(resume, plots_and_report)
+
+    def _run(self, resume: bool, plots_and_report: bool) -> dict[str, Any]:
+        """``run`` with the folder locked."""
+        from marsctl.embed import encoder_stats  # numpy: not at import (the CLI reads RefineConfig for --help)
+
         manifest, done = self._open(resume)
         mpath = self.out / "manifest.json"
         start = (max(done) + 1) if done else 0
@@ -252,6 +274,8 @@ class RefineRun:
         """Check the run directory, write the manifest; returns it and the finished rounds.
 
         A run already there is continued only with ``resume`` and the same settings (``rundir.check_resume``).
+        Called with the folder locked (``rundir.run_lock``), so the folder is checked again here: another
+        process may have written it between ``run``'s first check and the lock.
         """
         from marsctl.outputs import check_run_dir
 
@@ -265,8 +289,9 @@ class RefineRun:
                 raise ConfigError(msg, hint="pass --resume to continue it, or choose another --out")
             old = rundir.read_manifest(mpath)
             rundir.check_resume(self.out, old, manifest, done)
-            for key, empty in (("rounds_finished", []), ("timing", {}), ("suspects", {}), ("created", None)):
+            for key, empty in (("timing", {}), ("suspects", {}), ("created", None)):
                 manifest[key] = old.get(key, empty)
+            manifest["rounds_finished"] = list(done)  # the folders say (a run killed before its manifest was)
         else:
             manifest["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if self.identical["n"]:
@@ -312,8 +337,9 @@ class RefineRun:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        # Without the input's line numbers: round k+1 names scored.jsonl in its messages, and its lines.
-        return metrics, Finished(self.out / f"round-{k}", head, [strip_private(r) for r in scored])
+        # Without the input's line numbers: round k+1 names scored.jsonl in its messages, and its lines. A chat
+        # row keeps its messages (``_source``): selected.jsonl and its synthetic rows are written as chat.
+        return metrics, Finished(self.out / f"round-{k}", head, [_without_line(r) for r in scored])
 
     def _epochs(self, train_set: list[dict[str, Any]], k: int) -> int | None:
         """Epochs for round k: the configured ones, or scaled so optimiser steps match base-only training."""
@@ -361,7 +387,7 @@ class RefineRun:
         z = margin / sd
         reason = (f"cross-fitted margin {margin:.4g} is {z:.2f} std: below −{self.config.noise_threshold:g} std, "
                   f"heads that never saw this pair prefer 'rejected'; check its label")
-        return {**strip_private(pair), "input_line": pair.get("_line"), "crossfit_margin": margin,
+        return {**_without_line(pair), "input_line": pair.get("_line"), "crossfit_margin": margin,
                 "crossfit_margin_std": sd, "crossfit_z": z, "weight": weight, "reason": reason}
 
     def _select(self, k: int, scored: list[dict[str, Any]], noise: Noise | None,
@@ -435,6 +461,11 @@ class RefineRun:
         acc = f", held-out accuracy {ev['accuracy']:.4f}" if ev else ""
         ui.info(f"round {m['round']} finished: {m['train_size']} training pairs "
                 f"({m['n_synthetic']} synthetic){acc}")
+
+
+def _without_line(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record without its input line (``_line``); the rest, a chat row's messages (``_source``) too, is kept."""
+    return {k: v for k, v in rec.items() if k != "_line"}
 
 
 def refine(pairs: list[dict[str, Any]], out: str | Path, *, heldout: list[dict[str, Any]] | None = None,

@@ -14,7 +14,6 @@ panel per round). Panels of one figure share their axes.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,14 @@ from marsctl.report import PROTOCOL_SHORT, compare_length_baseline, format_paire
 MARKERS = "osD^vPX*<>"
 DPI = 110
 BINS = 40
+MAX_PANELS = 12  # refine's budget figure: at most this many rounds side by side
 REFS = ("uniform", "none")  # the paired differences compare reports (compare.REFERENCES)
 
 
 def _plt() -> Any:
+    from marsctl.store import quiet_matplotlib
+
+    quiet_matplotlib()  # a read-only HOME: no log lines from matplotlib about its config folder
     import matplotlib
 
     matplotlib.use("Agg")
@@ -86,16 +89,18 @@ def _integer_ticks(axis: Any, n: int) -> None:
         axis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _read_column(path: Path, key: str) -> list[float]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line)[key] for line in fh if line.strip()]
+def _read_columns(path: Path, root: Path, *keys: str) -> dict[str, list[float]]:
+    """Numeric columns of a round's JSONL file, read through the checked reader (nothing outside ``root``)."""
+    from marsctl.rundir import read_columns
+
+    return read_columns(path, root, keys)
 
 
 def _shared_bins(values: Sequence[Sequence[float]]) -> Any:
     """Histogram bin edges over every sample of a figure, so its histograms are comparable."""
     import numpy as np
 
-    allv = np.concatenate([np.asarray(v, dtype=float) for v in values if len(v)])
+    allv = np.concatenate([np.zeros(0), *(np.asarray(v, dtype=float) for v in values if len(v))])
     return np.histogram_bin_edges(allv, bins=BINS)
 
 
@@ -107,21 +112,25 @@ def _round_colours(n: int) -> list[Any]:
 
 
 # -- compare ---------------------------------------------------------------------------------------
-def compare_pngs(results: Sequence[dict[str, Any]], report: dict[str, Any]) -> dict[str, bytes]:
-    """compare's figures as PNG bytes by file name; ``results`` are runs.jsonl's rows (may be empty)."""
+def compare_pngs(results: Sequence[dict[str, Any]], report: dict[str, Any], *,
+                 root: Path | None = None) -> dict[str, bytes]:
+    """compare's figures as PNG bytes by file name; ``results`` are runs.jsonl's rows (may be empty).
+
+    The runs' files are read only inside ``root`` (the compare folder; default: each run's own folder).
+    """
     runs = [r for r in results if r.get("run_dir") and Path(r["run_dir"]).is_dir()]
     return _render([
         ("accuracy.png", lambda: _compare_accuracy(report, results)),
         ("paired_delta.png", lambda: _paired_delta(report)),
         ("accuracy_by_round.png", lambda: _compare_by_round(report, results) if results else None),
-        ("margins_by_round.png", lambda: _compare_margins(report, runs) if runs else None),
-        ("budget_vs_margin.png", lambda: _compare_budgets(report, runs) if runs else None),
+        ("margins_by_round.png", lambda: _compare_margins(report, runs, root) if runs else None),
+        ("budget_vs_margin.png", lambda: _compare_budgets(report, runs, root) if runs else None),
     ])
 
 
 def compare_plots(out: Path, results: Sequence[dict[str, Any]], report: dict[str, Any]) -> dict[str, bytes]:
     """Write compare's figures into ``out``; return them as PNG bytes by file name."""
-    pngs = compare_pngs(results, report)
+    pngs = compare_pngs(results, report, root=out)
     write_pngs(out, pngs)
     return pngs
 
@@ -146,7 +155,7 @@ def _compare_accuracy(report: dict[str, Any], results: Sequence[dict[str, Any]])
         for i, (st, r) in enumerate(rows.items()):
             lo, hi = (100 * x for x in r["accuracy_ci95"])
             mean = 100 * r["accuracy_mean"]
-            ax.errorbar([i], [mean], yerr=[[mean - lo], [hi - mean]], fmt=style[st]["marker"],
+            ax.errorbar([i], [mean], yerr=[[max(0, mean - lo)], [max(0, hi - mean)]], fmt=style[st]["marker"],
                         color=style[st]["color"], capsize=5, ms=7)
             seeds = [100 * x["accuracy"] for x in results if x["protocol"] == protocol and x["strategy"] == st]
             if seeds:
@@ -191,7 +200,7 @@ def _forest(ax: Any, rows: dict[str, Any], names: list[str], ref: str) -> None:
         lo, hi = (100 * x for x in d["ci95"])
         mean = 100 * d["mean"]
         beyond = lo > 0 or hi < 0
-        ax.errorbar([mean], [y], xerr=[[mean - lo], [hi - mean]], fmt="o", capsize=4,
+        ax.errorbar([mean], [y], xerr=[[max(0, mean - lo)], [max(0, hi - mean)]], fmt="o", capsize=4,
                     color="black" if beyond else "grey")
         ax.annotate(format_paired(d), (mean, y), xytext=(0, 6), textcoords="offset points", ha="center",
                     va="bottom", fontsize=7)
@@ -245,17 +254,20 @@ def _runs_by(runs: Sequence[dict[str, Any]], protocol: str, strategy: str) -> li
             if r["protocol"] == protocol and r["strategy"] == strategy]
 
 
-def _round_dirs(run_dir: Path, name: str, first: int = 0) -> Iterator[tuple[int, Path]]:
-    """(round, path) of a finished round's file ``name``, in round order."""
-    found = []
-    for p in run_dir.glob(f"round-*/{name}"):
-        tail = p.parent.name.split("-", 1)[1]
-        if tail.isdigit() and int(tail) >= first:
-            found.append((int(tail), p))
-    return iter(sorted(found))
+def _round_dirs(run_dir: Path, name: str, first: int = 0,
+                rounds: Sequence[int] | None = None) -> Iterator[tuple[int, Path]]:
+    """(round, path) of each finished round's file ``name`` (those that hold one), in round order."""
+    import os
+
+    from marsctl.rundir import finished_rounds
+
+    for k in finished_rounds(run_dir) if rounds is None else rounds:
+        p = run_dir / f"round-{k}" / name
+        if k >= first and os.path.lexists(p):
+            yield k, p
 
 
-def _compare_margins(report: dict[str, Any], runs: Sequence[dict[str, Any]]) -> Any:
+def _compare_margins(report: dict[str, Any], runs: Sequence[dict[str, Any]], root: Path | None = None) -> Any:
     protocols = list(report["protocols"])
     strategies = _strategies(report)
     data: dict[tuple[str, str], dict[int, list[float]]] = {}
@@ -264,7 +276,8 @@ def _compare_margins(report: dict[str, Any], runs: Sequence[dict[str, Any]]) -> 
             by_round: dict[int, list[float]] = {}
             for run_dir in _runs_by(runs, protocol, st):
                 for k, path in _round_dirs(run_dir, "scored.jsonl"):
-                    by_round.setdefault(k, []).extend(_read_column(path, "pred_margin"))
+                    by_round.setdefault(k, []).extend(
+                        _read_columns(path, root or run_dir, "pred_margin")["pred_margin"])
             data[(protocol, st)] = by_round
     samples = [v for by in data.values() for v in by.values()]
     if not samples:
@@ -287,7 +300,7 @@ def _compare_margins(report: dict[str, Any], runs: Sequence[dict[str, Any]]) -> 
     return fig
 
 
-def _compare_budgets(report: dict[str, Any], runs: Sequence[dict[str, Any]]) -> Any:
+def _compare_budgets(report: dict[str, Any], runs: Sequence[dict[str, Any]], root: Path | None = None) -> Any:
     import matplotlib
 
     protocols = list(report["protocols"])
@@ -301,7 +314,8 @@ def _compare_budgets(report: dict[str, Any], runs: Sequence[dict[str, Any]]) -> 
         for ax, st in zip(axes[i], strategies, strict=True):
             for seed, run_dir in enumerate(_runs_by(runs, protocol, st)):
                 for _, path in _round_dirs(run_dir, "selected.jsonl", first=1):
-                    m, b = _read_column(path, "pred_margin"), _read_column(path, "budget")
+                    cols = _read_columns(path, root or run_dir, "pred_margin", "budget")
+                    m, b = cols["pred_margin"], cols["budget"]
                     ax.scatter(m, b, s=6, alpha=0.35, color=cmap(seed % 10), label=f"seed {seed}", lw=0)
                     top = max(top, *b, 1)
             ax.set_title(f"{PROTOCOL_SHORT[protocol]}: {st}", fontsize=9)
@@ -321,14 +335,19 @@ def _compare_budgets(report: dict[str, Any], runs: Sequence[dict[str, Any]]) -> 
 
 
 # -- refine ----------------------------------------------------------------------------------------
-def refine_pngs(run_dir: str | Path) -> dict[str, bytes]:
-    """refine's figures for a run folder as PNG bytes by file name (read from its rounds' files)."""
+def refine_pngs(run_dir: str | Path, data: Any = None) -> dict[str, bytes]:
+    """refine's figures for a run folder as PNG bytes by file name (read from its rounds' files).
+
+    ``data``: the folder as :func:`marsctl.rundir.refine_data` read and checked it (read here when not given).
+    """
+    from marsctl.rundir import round_metrics
+
     run_dir = Path(run_dir)
-    metrics = {k: json.loads(p.read_text(encoding="utf-8")) for k, p in _round_dirs(run_dir, "metrics.json")}
+    metrics = round_metrics(run_dir) if data is None else data.metrics
     return _render([
         ("accuracy_by_round.png", lambda: _refine_accuracy(metrics)),
         ("margins_by_round.png", lambda: _refine_margins(run_dir, metrics)),
-        ("budget_vs_margin.png", lambda: _refine_budgets(run_dir)),
+        ("budget_vs_margin.png", lambda: _refine_budgets(run_dir, list(metrics))),
     ])
 
 
@@ -350,7 +369,8 @@ def _refine_accuracy(metrics: dict[int, dict[str, Any]]) -> Any:
     ci = np.array([metrics[k]["eval"]["accuracy_ci95"] for k in rounds])
     fig, axes = _panels(1, width=6.0)
     ax = axes[0][0]
-    ax.errorbar(rounds, acc, yerr=[acc - ci[:, 0], ci[:, 1] - acc], marker="o", capsize=5, label="held-out accuracy")
+    yerr = np.clip([acc - ci[:, 0], ci[:, 1] - acc], 0, None)  # a CI that misses its mean (edited) draws no bar
+    ax.errorbar(rounds, acc, yerr=yerr, marker="o", capsize=5, label="held-out accuracy")
     lb = metrics[rounds[0]]["eval"]["length_baseline"]
     longer, shorter = length_baseline_text(lb)
     ax.axhline(lb["longer"], color="grey", ls="--", lw=1, label=f"pick longer ({longer})")
@@ -365,9 +385,11 @@ def _refine_accuracy(metrics: dict[int, dict[str, Any]]) -> Any:
 
 
 def _refine_margins(run_dir: Path, metrics: dict[int, dict[str, Any]]) -> Any:
-    train = {k: _read_column(p, "pred_margin") for k, p in _round_dirs(run_dir, "scored.jsonl")}
+    train = {k: _read_columns(p, run_dir, "pred_margin")["pred_margin"]
+             for k, p in _round_dirs(run_dir, "scored.jsonl", rounds=list(metrics))}
     held = {k: m["eval_margins"] for k, m in metrics.items() if m.get("eval_margins")}
-    panels = [(title, d) for title, d in (("training base pairs", train), ("held-out pairs", held)) if d]
+    panels = [(title, d) for title, d in (("training base pairs", train), ("held-out pairs", held))
+              if any(d.values())]
     if not panels:
         return None
     bins = _shared_bins([v for _, d in panels for v in d.values()])
@@ -384,19 +406,23 @@ def _refine_margins(run_dir: Path, metrics: dict[int, dict[str, Any]]) -> Any:
     return fig
 
 
-def _refine_budgets(run_dir: Path) -> Any:
-    rounds = list(_round_dirs(run_dir, "selected.jsonl", first=1))
+def _refine_budgets(run_dir: Path, finished: Sequence[int] | None = None) -> Any:
+    rounds = list(_round_dirs(run_dir, "selected.jsonl", first=1, rounds=finished))
     if not rounds:
         return None
+    if len(rounds) > MAX_PANELS:  # a figure stays drawable: evenly spaced rounds, the last one included
+        step = (len(rounds) - 1) / (MAX_PANELS - 1)
+        rounds = [rounds[round(i * step)] for i in range(MAX_PANELS)]
     fig, axes = _panels(len(rounds), width=4.0, height=3.4, sharex=True, sharey=True)
     top = 1.0
     for ax, (k, path) in zip(axes[0], rounds, strict=True):
-        budgets = _read_column(path, "budget")
-        ax.scatter(_read_column(path, "pred_margin"), budgets, s=8, alpha=0.5, lw=0)
+        cols = _read_columns(path, run_dir, "pred_margin", "budget")
+        budgets = cols["budget"]
+        ax.scatter(cols["pred_margin"], budgets, s=8, alpha=0.5, lw=0)
         ax.set_title(f"round {k}: budget vs round {k - 1}'s Δ", fontsize=9)
         ax.set_xlabel("predicted margin Δ")
         ax.grid(alpha=0.3)
-        top = max(top, *budgets)
+        top = max([top, *budgets])
     _budget_axis(axes[0][0], top)
     axes[0][0].set_ylabel("budget b_i")
     return fig

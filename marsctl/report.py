@@ -139,10 +139,10 @@ def diagnostics_rows(report: dict[str, Any], protocol: str) -> Table:
         d = r.get("diagnostics")
         if not d:
             continue
-        rows.append([st, _f(d["ess"], ".1f"), _f(d["max_budget"], ".1f"), _f(d["pairs_selected"], ".1f"),
-                     _f(d["share_negative_margin"], ".3f"), _f(d["p_chosen_longer_selected"], ".3f"),
-                     _f(d["test_p_chosen_longer"], ".3f"), _f(r["train_curvature_weight"], ".4f"),
-                     _f(d["novelty_corr"], ".3f"), str(d["guard_fallbacks"])])
+        rows.append([st, _f(d.get("ess"), ".1f"), _f(d.get("max_budget"), ".1f"), _f(d.get("pairs_selected"), ".1f"),
+                     _f(d.get("share_negative_margin"), ".3f"), _f(d.get("p_chosen_longer_selected"), ".3f"),
+                     _f(d.get("test_p_chosen_longer"), ".3f"), _f(r.get("train_curvature_weight"), ".4f"),
+                     _f(d.get("novelty_corr"), ".3f"), str(d.get("guard_fallbacks"))])
     return cols, rows
 
 

@@ -34,6 +34,9 @@ from marsctl.errors import ConfigError, MarsError
 TMP_TAG = "marsctl"
 
 
+LOCK_NAME = ".marsctl.lock"  # in a run folder: held (flock) by the marsctl process writing the folder
+
+
 class OutputError(MarsError):
     """An output could not be written (a full disk, a read-only folder): exit 1, nothing partial left."""
 
@@ -255,8 +258,6 @@ def check_run_dir(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | 
         raise ConfigError(msg, hint=f"choose a new {flag}")
     if (p / marker).is_file():
         return True
-    from marsctl.rundir import LOCK_NAME
-
     entries = sorted(x.name for x in p.iterdir() if x.name != LOCK_NAME)  # the lock alone: a run killed at its start
     if entries:
         msg = (f"{flag} {p} is a directory that does not hold a marsctl run ({_entries(entries)}, "

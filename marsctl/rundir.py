@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from marsctl.errors import ConfigError
+from marsctl.outputs import LOCK_NAME
 from marsctl.params import MAX_ROUNDS, MAX_SEEDS
 
 # Keys that may change on --resume (extending a run) without invalidating finished rounds.
 RESUMABLE_CHANGES = {"rounds"}
-LOCK_NAME = ".marsctl.lock"  # in a run folder: held (flock) by the marsctl process writing the folder
 COMPARE_PROTOCOLS = ("epochs", "steps")  # compare.PROTOCOLS
 MAX_JSON_BYTES = 64 << 20  # manifest.json, metrics.json, report.json, compare.json, runs.jsonl
 MAX_LINE_BYTES = 16 << 20  # one line of scored.jsonl or selected.jsonl

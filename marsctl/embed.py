@@ -268,15 +268,22 @@ class EmbeddingCache(SQLiteStore):
         return out, found
 
 
-_ENCODERS: dict[tuple[str, int, str, str], Encoder] = {}
+_ENCODERS: dict[tuple[str, int, str, str, str], Encoder] = {}
 
 
 def get_encoder(model_path: str | None = None, max_seq_length: int = 256, device: str = "cpu",
-                backend: str = "torch") -> Encoder:
-    """One shared Encoder per (model, length, device, backend) in this process, so the model loads once."""
-    key = (model_path or default_encoder_path(), max_seq_length, device, backend)
+                backend: str = "torch", precision: str = "fp32") -> Encoder:
+    """One shared Encoder per (model, length, device, backend, precision) in this process: the model loads once.
+
+    ``precision`` is resolved first (``auto`` is fp32 or bf16 here), so ``auto`` and what it means share one.
+    """
+    from marsctl.encoders import resolve_precision
+
+    resolved = resolve_precision(precision, backend, device)
+    key = (model_path or default_encoder_path(), max_seq_length, device, backend, resolved)
     if key not in _ENCODERS:
-        _ENCODERS[key] = Encoder(key[0], max_seq_length=max_seq_length, device=device, backend=backend)
+        _ENCODERS[key] = Encoder(key[0], max_seq_length=max_seq_length, device=device, backend=backend,
+                                 precision=resolved)
     return _ENCODERS[key]
 
 
@@ -302,14 +309,19 @@ class Encoder:
         ``cpu``, ``cuda``, ... (the torch backend's)
     backend : str
         ``torch``, ``onnx`` or ``static`` (see :mod:`marsctl.encoders`); each has its own cache keys.
+    precision : str
+        ``fp32`` (the default), ``bf16`` or ``auto`` (:func:`marsctl.encoders.resolve_precision`; the
+        resolved one is ``self.precision``). bf16 vectors have cache keys of their own.
     """
 
     def __init__(self, model_path: str | None = None, max_seq_length: int = 256, device: str = "cpu",
-                 batch_size: int = 64, cache: EmbeddingCache | None = None, backend: str = "torch"):
-        from marsctl.encoders import BACKENDS, FORMAT
+                 batch_size: int = 64, cache: EmbeddingCache | None = None, backend: str = "torch",
+                 precision: str = "fp32"):
+        from marsctl.encoders import BACKENDS, FORMAT, PRECISION_FORMAT, resolve_precision
         from marsctl.params import check_choice
 
         self.backend = check_choice(backend, "encoder_backend", "the encoder", list(BACKENDS))
+        self.precision = resolve_precision(precision, self.backend, device)
         self.model_path = model_path or default_encoder_path()
         if not Path(self.model_path).is_dir():
             msg = f"encoder {self.model_path}: no such model directory"
@@ -326,6 +338,8 @@ class Encoder:
         self.id = cache_id(self.model_path, max_seq_length)
         if backend != "torch":  # not torch's vectors bit for bit: keys of its own (why: marsctl/encoders.py)
             self.id += f":{FORMAT[backend]}"
+        if self.precision != "fp32":  # fp32 keys stay those from before precisions existed
+            self.id += f":{PRECISION_FORMAT[self.precision]}"
         self._cache = cache
         self._model: Any = None
         self._impl: Any = None
@@ -352,7 +366,7 @@ class Encoder:
         """Facts for config.json."""
         return {"name": encoder_name(self.model_path), "fingerprint": encoder_fingerprint(self.model_path),
                 "path": self.model_path, "id": self.id, "max_seq_length": self.max_seq_length,
-                "truncation": TRUNCATION_RULE, "backend": self.backend}
+                "truncation": TRUNCATION_RULE, "backend": self.backend, "precision": self.precision}
 
     @property
     def tokenizer(self) -> Any:
@@ -481,6 +495,10 @@ class Encoder:
                                    return_tensors="pt")
         features = {k: v.to(model.device) for k, v in features.items()}
         with torch.inference_mode():
-            emb = model(features)["sentence_embedding"]
+            if self.precision == "bf16":  # native bf16 only (checked in __init__); normalised in float32
+                with torch.autocast(model.device.type, dtype=torch.bfloat16):
+                    emb = model(features)["sentence_embedding"]
+            else:
+                emb = model(features)["sentence_embedding"]
             emb = torch.nn.functional.normalize(emb.float(), p=2, dim=1)
         return emb.cpu().numpy().astype(np.float32)

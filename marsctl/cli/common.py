@@ -217,7 +217,8 @@ def input_file(path: str, *, format: str | None = None,
     """``(a file to read with records.iter_pairs as often as needed, the display name)`` for a path or '-'.
 
     Streaming commands read their input twice: once to check every line (keeping nothing), then to
-    work, so bad input fails before any output. Stdin is spooled to a temporary file (``jsonio.rereadable``).
+    work, so bad input fails before any output. Stdin, a pipe, a FIFO or a device is spooled to a temporary
+    file (``jsonio.rereadable``), so it is read once.
     Any other input (Parquet, CSV, a datasets folder or hub name, or a forced ``format``) is read once into
     a temporary JSONL of flat pairs (conversational rows keep their messages), said on stderr.
     """

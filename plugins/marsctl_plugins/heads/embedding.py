@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from marsctl.embed import Encoder, get_encoder
-from marsctl.encoders import BACKENDS
+from marsctl.encoders import BACKENDS, PRECISIONS
 from marsctl.losses import BTLossConfig, pair_weights, positive_weights
 from marsctl.modeldir import check_state, read_safetensors
 from marsctl.params import check_choice, check_interval
@@ -74,6 +74,10 @@ class LinearConfig(BTLossConfig):
     max_seq_length: int = field(default=256, metadata={"help": "Word pieces the encoder reads per text."})
     encoder_backend: str = field(default="torch", metadata={
         "help": "How the encoder runs: " + "; ".join(f"{k}: {v}" for k, v in BACKENDS.items()) + "."})
+    # fp32 stays the default until a 5-seed compare on the three shared sets shows bf16 within 0.3 points (issue 20).
+    encoder_precision: str = field(default="fp32", metadata={
+        "help": "The encoder's arithmetic (torch backend; bf16 vectors are cached apart, and a model dir "
+                "records it and scores with it): " + "; ".join(f"{k}: {v}" for k, v in PRECISIONS.items()) + "."})
     # length=term: +0.2, +5.2 and +3.9 points over off on the three shared sets (benchmarks/heads.py).
     length: str = field(default="term", metadata={
         "help": "Length term: off | term (reward = quality(x, y) + a*z + b*z^2, z the standardised log1p of the "
@@ -100,6 +104,7 @@ class LinearConfig(BTLossConfig):
         check_choice(self.length_init, "length_init", owner, list(LENGTH_INITS))
         check_interval(self.ensemble, "ensemble", owner, kind=int, low=1, high=MAX_ENSEMBLE)
         check_choice(self.encoder_backend, "encoder_backend", owner, list(BACKENDS))
+        check_choice(self.encoder_precision, "encoder_precision", owner, list(PRECISIONS))
         check_interval(self.epochs, "epochs", owner, kind=int, low=0, high=MAX_EPOCHS)
         check_interval(self.lr, "lr", owner, low=0, closed="right")
         check_interval(self.weight_decay, "weight_decay", owner, low=0)
@@ -134,7 +139,8 @@ class LinearHead(Head):
     def __init__(self, config: Any = None, *, seed: int = 0, encoder: Encoder | None = None):
         super().__init__(config, seed=seed)
         self.encoder = encoder or get_encoder(self.config.encoder or None, self.config.max_seq_length,
-                                              backend=self.config.encoder_backend)
+                                              backend=self.config.encoder_backend,
+                                              precision=self.config.encoder_precision)
         self.model_: Any = None
 
     # -- features ----------------------------------------------------------------------------------
@@ -408,15 +414,34 @@ class LinearHead(Head):
 
     @classmethod
     def config_for_dir(cls, config: Any, meta: dict[str, Any], path: Path) -> Any:
-        """The saved config with its encoder found by the recorded identity (the bundled one is kept as '')."""
+        """The saved config with its encoder found by the recorded identity (the bundled one is kept as '').
+
+        The encoder precision is the recorded one (what the model was trained on; fp32 for directories
+        written before precisions existed) unless the config, or an override, names fp32 or bf16: ``auto``
+        does not re-decide per machine. A bf16 model on a machine without native bf16 scores with fp32
+        vectors, with a warning (emulated bf16 is slower than fp32).
+        """
         import dataclasses
 
+        from marsctl import encoders, ui
         from marsctl.embed import is_bundled, resolve_encoder
+        from marsctl.errors import ConfigError
 
         if not isinstance(meta.get("encoder"), dict):  # written before the encoder was recorded: as saved
             return config
         found = resolve_encoder(meta["encoder"], config.encoder, f"model dir {path}")
-        return dataclasses.replace(config, encoder="" if is_bundled(found) else found)
+        recorded = meta["encoder"].get("precision", "fp32")
+        if recorded not in ("fp32", "bf16"):
+            msg = f"model dir {path}: config.json field 'encoder.precision' must be fp32 or bf16; got {recorded!r}"
+            raise ConfigError(msg, hint="restore config.json, or train the model again")
+        want = recorded if config.encoder_precision == "auto" else config.encoder_precision
+        if (want == recorded == "bf16" and config.encoder_backend == "torch"
+                and not encoders.native_bf16()):
+            ui.warn(f"model dir {path} was trained on bf16 encoder vectors, but this CPU has no native bf16 "
+                    f"({' or '.join(encoders.BF16_CPU_FLAGS)}): scoring with fp32 vectors instead (per-text "
+                    "cosine >= 0.999 to bf16, so scores may differ in their last decimals)")
+            want = "fp32"
+        return dataclasses.replace(config, encoder="" if is_bundled(found) else found, encoder_precision=want)
 
 
 class MLPHead(LinearHead):

@@ -7,7 +7,6 @@ read under an address-space limit (the reader must refuse them without holding m
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import io
@@ -15,7 +14,6 @@ import itertools
 import json
 import lzma
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -44,32 +42,39 @@ def csv_bytes(rows: list[dict], fields: tuple[str, ...] = ("prompt", "chosen", "
     return out.getvalue().encode()
 
 
+# A child's ru_maxrss keeps the high-water mark of the address space it was forked from (Linux carries it
+# across exec), so a child forked from a big pytest process reports pytest's memory. This small launcher
+# forks marsctl from a fresh interpreter and writes the marsctl child's own peak RSS (KiB) to a file.
+LAUNCHER = """
+import os, resource, sys
+rss_file, limit = sys.argv[1], int(sys.argv[2])
+pid = os.fork()
+if pid == 0:
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    os.execv(sys.executable, [sys.executable, *sys.argv[3:]])
+_, status, usage = os.wait4(pid, 0)
+with open(rss_file, "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def cli(*args: str, stdin: bytes | None = None, env: dict | None = None,
         limit_as: int | None = None) -> tuple[subprocess.CompletedProcess, int]:
     """Run marsctl in a subprocess: ``(the completed process, its own peak resident memory in bytes)``.
 
     ``limit_as`` caps the child's address space (RLIMIT_AS): a reader that held a whole bomb would die there.
     """
-
-    def limit() -> None:
-        if limit_as:
-            resource.setrlimit(resource.RLIMIT_AS, (limit_as, limit_as))
-
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "marsctl", *args], stdout=out, stderr=err, env=full_env,
-                                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE, preexec_fn=limit)
-        if stdin is not None:
-            assert proc.stdin is not None
-            with contextlib.suppress(BrokenPipeError):
-                proc.stdin.write(stdin)
-                proc.stdin.close()
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not the session's largest child
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        done = subprocess.CompletedProcess(proc.args, proc.returncode, out.read().decode(), err.read().decode())
-    return done, usage.ru_maxrss * 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_file = os.path.join(tmp, "rss")
+        cmd = [sys.executable, "-c", LAUNCHER, rss_file, str(limit_as or 0), "-m", "marsctl", *args]
+        proc = subprocess.run(cmd, input=stdin, capture_output=True, env=full_env, timeout=600,
+                              stdin=subprocess.DEVNULL if stdin is None else None)
+        rss = int(Path(rss_file).read_text()) * 1024
+    done = subprocess.CompletedProcess(args, proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+    return done, rss
 
 
 def slow_writer(path: Path, data: bytes, pieces: int = 6, pause: float = 0.15) -> threading.Thread:

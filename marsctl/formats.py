@@ -261,21 +261,9 @@ def _guarded(kind: str, label: str, rows: Iterator[tuple[int, Any, str, str]]) -
 
 def _spool(fh: Any, label: str, suffix: str, stack: contextlib.ExitStack) -> Path:
     """Copy the rest of a read-once stream to a temporary file (removed when ``stack`` closes); return its path."""
-    import tempfile
+    from marsctl.jsonio import spool
 
-    from marsctl.jsonio import _read_stdin
-
-    fd, tmp = tempfile.mkstemp(prefix="marsctl-input-", suffix=suffix)
-    stack.callback(_remove, tmp)
-    with os.fdopen(fd, "wb") as out:
-        while piece := _read_stdin(fh, label):
-            try:
-                out.write(piece)
-            except OSError as e:
-                from marsctl.outputs import write_failed
-
-                raise write_failed(f"a copy of {label} ({tmp})", e) from None
-    return Path(tmp)
+    return Path(spool(fh, label, suffix, stack))
 
 
 def _remove(path: str) -> None:

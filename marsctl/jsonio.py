@@ -602,8 +602,6 @@ def rereadable(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
     if not read_once(path):
         yield str(path), str(path)
         return
-    import tempfile
-
     name = "<stdin>" if str(path) == "-" else str(path)
     suffix = "".join(s for s in Path(path).suffixes if re.fullmatch(r"\.[A-Za-z0-9]{1,8}", s)) or ".jsonl"
     with contextlib.ExitStack() as stack:
@@ -611,21 +609,35 @@ def rereadable(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
             src = _stdin_bytes()
         else:
             src, _, _ = open_input(path, stack)
-        fd, tmp = tempfile.mkstemp(prefix="marsctl-stdin-" if name == "<stdin>" else "marsctl-input-", suffix=suffix)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                while piece := _read_stdin(src, name):
-                    try:
-                        fh.write(piece)
-                    except OSError as e:
-                        from marsctl.outputs import write_failed
+        tmp = spool(src, name, suffix, stack, prefix="marsctl-stdin-" if name == "<stdin>" else "marsctl-input-")
+        yield tmp, name
 
-                        raise write_failed(f"a copy of {name} ({tmp})", e) from None
-            stack.close()
-            yield tmp, name
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+
+def spool(src: BinaryIO, name: str, suffix: str, stack: contextlib.ExitStack, *,
+          prefix: str = "marsctl-input-") -> str:
+    """Copy the rest of the read-once stream ``src`` into a new temporary file in ``$TMPDIR``; its path.
+
+    The file is removed when ``stack`` closes. A failed read is a DataError and a failed write an
+    OutputError, so a short copy never passes for the whole input.
+    """
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix)
+    stack.callback(_unlink_quietly, tmp)
+    with os.fdopen(fd, "wb") as fh:
+        while piece := _read_stdin(src, name):
+            try:
+                fh.write(piece)
+            except OSError as e:
+                from marsctl.outputs import write_failed
+
+                raise write_failed(f"a copy of {name} ({tmp})", e) from None
+    return tmp
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _read_stdin(src: BinaryIO, name: str = "<stdin>") -> bytes:

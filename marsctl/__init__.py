@@ -9,8 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-FORMAT_VERSION = 1
+from marsctl.version import FORMAT_VERSION, __version__
 
 # Public name -> (module, attribute). These names are kept stable; everything else is internal.
 _PUBLIC = {
@@ -26,7 +25,7 @@ _PUBLIC = {
     "augment": ("marsctl.steps", "augment"),
     "iter_augment": ("marsctl.steps", "iter_augment"),
     "refine": ("marsctl.loop", "refine"),
-    "RefineConfig": ("marsctl.loop", "RefineConfig"),
+    "RefineConfig": ("marsctl.config", "RefineConfig"),
     "evaluate": ("marsctl.metrics", "evaluate"),
     "export_onnx": ("marsctl.export", "export_onnx"),
     "Head": ("marsctl.plugin", "Head"),
@@ -45,10 +44,11 @@ __all__ = [  # the names of _PUBLIC, and the two constants (tests/test_python_ap
 ]
 
 if TYPE_CHECKING:
+    from marsctl.config import RefineConfig
     from marsctl.errors import ConfigError, DataError, MarsError, PluginError
     from marsctl.export import export_onnx
     from marsctl.jsonio import write_records
-    from marsctl.loop import RefineConfig, refine
+    from marsctl.loop import refine
     from marsctl.metrics import evaluate
     from marsctl.modeldir import load_head as load_model
     from marsctl.plugin import Augmenter, Head, Selector

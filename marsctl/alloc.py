@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from marsctl.params import check_interval
+from marsctl.stats import population_std
 
 
 def softmax(values: Sequence[float]) -> list[float]:
@@ -32,15 +33,6 @@ def softmax(values: Sequence[float]) -> list[float]:
     exps = [math.exp(v - top) for v in values]
     total = sum(exps)
     return [e / total for e in exps]
-
-
-def population_std(values: Sequence[float]) -> float:
-    """Standard deviation with denominator n."""
-    n = len(values)
-    if n == 0:
-        return 0.0
-    mean = sum(values) / n
-    return math.sqrt(sum((v - mean) * (v - mean) for v in values) / n)  # inf, not OverflowError, at 1e308
 
 
 # Up to this budget, B·q_i computed in floats is within 1e-4 of exact, so its remainders can order the

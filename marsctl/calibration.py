@@ -149,7 +149,7 @@ def split_rows(rows: Sequence[dict[str, Any]], fraction: float, seed: int) -> tu
     """
     import numpy as np
 
-    from marsctl.plugin.head import derive_seed
+    from marsctl.stats import derive_seed
 
     units: dict[Any, list[int]] = {}
     for i, r in enumerate(rows):

@@ -17,88 +17,21 @@ import csv
 import dataclasses
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from marsctl import registry, ui
-from marsctl.errors import ConfigError
+from marsctl.config import NONE, REFERENCES, CompareConfig
 from marsctl.htmlreport import REPORT_NAME, check_report_output
 from marsctl.jsonio import atomic_writer, write_json
-from marsctl.loop import NONE, RefineConfig, RefineRun
+from marsctl.loop import RefineRun
 from marsctl.metrics import compare_statistics, length_baseline
-from marsctl.params import check_choice, check_interval
 from marsctl.provenance import library_versions
 from marsctl.records import records_sha256
 from marsctl.report import print_compare, write_compare
-from marsctl.rundir import COMPARE_PROTOCOLS, run_lock
+from marsctl.rundir import run_lock
 from marsctl.split import grouped_split
-
-PROTOCOLS = list(COMPARE_PROTOCOLS)
-REFERENCES = ("uniform", NONE)  # every strategy gets a paired Δ against each of these
-
-
-def _compare_refine() -> RefineConfig:
-    # One synthetic pool for every seed and strategy (variants embedded once).
-    return RefineConfig(rounds=1, pool_seed=0)
-
-
-@dataclass
-class CompareConfig:
-    """Settings of a compare run: what varies between its runs, and the refine settings they share.
-
-    Each run's refine config is ``refine`` with strategy, seed, match_steps (from the protocol),
-    budget (default: the training split's size) and the parameters its selector declares set per run.
-    """
-
-    strategies: list[str] = field(default_factory=lambda: ["none", "uniform", "won", "mars", "mars-abs"], metadata={
-        "help": "Comma-separated: none (base pairs only) and selector names."})
-    seeds: int = field(default=5, metadata={"help": "Seeds (each: its own split, pool draw and init)."})
-    protocols: list[str] = field(default_factory=lambda: list(PROTOCOLS), metadata={
-        "help": "epochs (same epochs per round, the paper's) and/or steps (matched optimiser steps)."})
-    test_frac: float = field(default=0.3, metadata={"help": "Test share of a split grouped by prompt."})
-    n_boot: int = field(default=2000, metadata={"help": "Bootstrap resamples for the paired CIs."})
-    refine: RefineConfig = field(default_factory=_compare_refine, metadata={
-        "help": "The refine settings every run shares."})
-
-    def __post_init__(self) -> None:
-        from marsctl.params import MAX_N_BOOT, MAX_SEEDS, MIN_N_BOOT
-
-        check_interval(self.seeds, "seeds", "compare", kind=int, low=1, high=MAX_SEEDS)
-        check_interval(self.n_boot, "n_boot", "compare", kind=int, low=MIN_N_BOOT, high=MAX_N_BOOT)
-        check_interval(self.refine.rounds, "rounds", "compare", kind=int, low=1)
-        check_interval(self.test_frac, "test_frac", "compare", low=0, high=1, closed="neither")
-        for p in self.protocols:
-            check_choice(p, "protocol", "compare", PROTOCOLS)
-        if not self.strategies:
-            raise ConfigError("compare needs at least one strategy")
-        declared: set[str] = set()
-        for s in self.strategies:
-            if s != NONE:
-                declared |= _declared(s)
-        unknown = [k for k in (_key(p) for p in self.refine.selector_params) if k is not None and k not in declared]
-        if unknown:
-            msg = (f"Unknown selector parameter {unknown[0]!r} for compare: none of the strategies "
-                   f"{', '.join(self.strategies)} declares it. Allowed: {', '.join(sorted(declared)) or '(none)'}.")
-            raise ConfigError(msg, hint="see 'marsctl plugins show selector NAME'")
-
-    def selector_params(self, strategy: str) -> list[str]:
-        """The shared selector parameters that ``strategy``'s Config declares (a selector gets only its own)."""
-        if strategy == NONE:
-            return []
-        declared = _declared(strategy)
-        return [p for p in self.refine.selector_params if _key(p) is None or _key(p) in declared]
-
-
-def _declared(selector: str) -> set[str]:
-    """The parameter names a selector's Config declares."""
-    cls: Any = registry.load("selector", selector)
-    return {f.name for f in dataclasses.fields(cls.Config)}
-
-
-def _key(param: str) -> str | None:
-    """The key of 'key=value' (None when malformed: the selector's own check then says how to write it)."""
-    return param.split("=", 1)[0].strip() if "=" in param else None
 
 
 class Compare:

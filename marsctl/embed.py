@@ -88,7 +88,7 @@ def _identity_files(root: Path) -> list[Path]:
 
 def encoder_fingerprint(path: str | Path) -> str:
     """sha256 of an encoder directory's weights, configs and tokenizer (names and contents; memoised per process)."""
-    from marsctl.records import file_sha256
+    from marsctl.stats import file_sha256
 
     root = Path(path).resolve()
     files = _identity_files(root)

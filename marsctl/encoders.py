@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 import tempfile
@@ -43,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from marsctl.errors import ConfigError
+from marsctl.stats import file_sha256
 
 if TYPE_CHECKING:
     from marsctl.embed import Encoder
@@ -176,14 +176,6 @@ def _tokenizer(path: str) -> Any:
 
 
 # -- artefacts: a file in the cache and its checksum ----------------------------------------------------------
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
@@ -192,7 +184,7 @@ def _intact(path: Path) -> bool:
     """True when ``path`` exists and matches the sha256 in its sidecar."""
     try:
         meta = json.loads(_sidecar(path).read_text())
-        return path.stat().st_size == meta["bytes"] and _sha256(path) == meta["sha256"]
+        return path.stat().st_size == meta["bytes"] and file_sha256(path) == meta["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -212,7 +204,7 @@ def _build(path: Path, what: str, write: Callable[[Path], None]) -> Path:
     tmp = Path(tmp_name)
     try:
         write(tmp)
-        meta = {"bytes": tmp.stat().st_size, "sha256": _sha256(tmp), "what": what}
+        meta = {"bytes": tmp.stat().st_size, "sha256": file_sha256(tmp), "what": what}
         tmp.chmod(0o644)  # as the other cache files (mkstemp makes it 0600)
         os.replace(tmp, path)
     finally:

@@ -170,9 +170,9 @@ def _check_agrees(head: Any, path: Path) -> float:
 
 
 def _metadata(head: Any, model_dir: Path, blocks: list[str], length: bool, members: int) -> dict[str, str]:
-    from marsctl import __version__
     from marsctl.embed import TRUNCATION_RULE
-    from marsctl.records import file_sha256
+    from marsctl.stats import file_sha256
+    from marsctl.version import __version__
 
     enc = head.encoder.describe()
     weights = model_dir / "model.safetensors"

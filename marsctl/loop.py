@@ -27,107 +27,23 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from marsctl import FORMAT_VERSION, __version__, registry, report, rundir, steps, ui
+from marsctl import registry, report, rundir, steps, ui
 from marsctl.checks import check_budget, report_identical
+from marsctl.config import NONE, RefineConfig
 from marsctl.errors import ConfigError, DataError
 from marsctl.jsonio import write_json, write_records
 from marsctl.metrics import curvature_trace, curvature_weight, evaluate, pairwise_accuracy
 from marsctl.modeldir import load_head
-from marsctl.params import check_choice, check_interval
-from marsctl.plugin import Head, derive_seed
+from marsctl.plugin import Head
 from marsctl.provenance import library_versions
 from marsctl.records import count_identical, is_identical, read_pairs, records_sha256
 from marsctl.selection import crossfit_margins, noise_flags, noise_weights, novelty, select_guarded
-
-NOISE_MODES = ["off", "flag", "soft", "drop"]
-
-
-@dataclass
-class RefineConfig:
-    """Settings of a refine run (all recorded in the manifest)."""
-
-    rounds: int = field(default=3, metadata={"help": "Augmentation rounds after round 0."})
-    budget: int | None = field(default=None, metadata={
-        "help": "Synthetic pairs per round (default: as many as the base pairs trained on)."})
-    strategy: str = field(default="mars-abs", metadata={"help": (
-        "Selector: mars-abs (v1: softmax(−α|Δ|), ambiguous pairs), mars (v2, signed: softmax(−αΔ); measured "
-        "caveat: on noisy labels it favours likely label noise), mars-robust (|Δ| with pairs below −floor·std(Δ) "
-        "skipped), uniform (the paper's baseline), won (West-of-N: equal share, keep each pool's highest-margin "
-        "rows), uncertainty (softmax over the ensemble spread pred_margin_std; needs -p ensemble=K), or a plugin. "
-        "Note: at the default budget (one row per pair) and α = 0.5 the default mars-abs behaves as uniform on "
-        "the embedding heads: their margins are too flat to tilt the softmax, so every pair rounds to one row "
-        "(metrics.json says so: selection.equals_uniform).")})
-    selector_params: list[str] = field(default_factory=list, metadata={"help": "Selector parameters, key=value each."})
-    head: str = field(default="mlp", metadata={"help": "Reward head plugin."})
-    head_params: list[str] = field(default_factory=list, metadata={"help": "Head parameters, key=value each."})
-    epochs: int | None = field(default=None, metadata={"help": "Epochs per round (default: the head's)."})
-    backend: str = field(default="eda", metadata={"help": "Augmenter plugin (eda, or an installed one)."})
-    augment_params: list[str] = field(default_factory=list, metadata={
-        "help": "Augmenter parameters, key=value each."})
-    merge: str = field(default="replace", metadata={
-        "help": "replace: each round trains on base ∪ this round's synthetic (v2); accumulate: keep earlier "
-                "rounds' synthetic pairs (v1)."})
-    seed: int = field(default=0, metadata={"help": "Seed for everything in the run."})
-    cap: int | None = field(default=25, metadata={
-        "help": "At most this many synthetic rows per pair and round (the eda pool holds 25)."})
-    mix_uniform: float = field(default=0.0, metadata={"help": "Blend the selection with uniform: (1−λ)q + λ/n."})
-    # On by default: at equal epochs every augmented strategy lost to base-only training on HH-RLHF
-    # beyond noise (over-training); at matched steps none did (README, Results).
-    match_steps: bool = field(default=True, metadata={
-        "help": "Scale each augmented round's epochs so its optimiser steps match base-only training (default), "
-                "or train the same epochs every round (the paper's protocol; measured to over-train)."})
-    crossfit: int = field(default=0, metadata={"help": "Select on K-fold cross-fitted margins (0: off)."})
-    guard: bool = field(default=False, metadata={
-        "help": "Fall back to uniform when a selection fails the guard (ESS, Δ<0 share)."})
-    pool_seed: int | None = field(default=None, metadata={
-        "help": "Seed of the synthetic pools (default: the run's seed)."})
-    semantic_tries: int = field(default=0, metadata={
-        "help": "Candidates per side when low-contrast pairs are rewritten first (MARS v2; 0: off)."})
-    noise: str = field(default="off", metadata={"help": (
-        "Label noise, each round k ≥ 1: margins cross-fitted over prompt-grouped folds (Δ_cf) flag pairs with "
-        "Δ_cf < −noise_threshold·std(Δ_cf) as likely mislabeled; flagged pairs are written to suspect.jsonl and get "
-        "no augmentation budget, and selection runs on Δ_cf. off: none of this (default); flag: only that; soft: "
-        "also weight every base pair and its synthetic rows by σ(2·Δ_cf/std(Δ_cf)) in the loss; drop: also leave "
-        "flagged pairs out of training.")})
-    noise_threshold: float = field(default=1.0, metadata={
-        "help": "--noise flags pairs with a cross-fitted margin below −this × std (std units)."})
-    noise_folds: int = field(default=5, metadata={"help": "Prompt-grouped folds of --noise's cross-fitted margins."})
-
-    def __post_init__(self) -> None:
-        from marsctl.checks import MAX_PAIR_BUDGET
-        from marsctl.credentials import check_params_credentials
-        from marsctl.params import MAX_EPOCHS, MAX_ROUNDS, MAX_TRIES, check_seed
-
-        check_interval(self.rounds, "rounds", "refine", kind=int, low=0, high=MAX_ROUNDS)
-        for kind in ("head", "selector", "augmenter"):  # recorded in the manifest: no credentials in URLs
-            check_params_credentials(getattr(self, f"{kind.removesuffix('er')}_params"), kind, "refine")
-        check_seed(self.seed, "seed", "refine")
-        if self.pool_seed is not None:
-            check_seed(self.pool_seed, "pool_seed", "refine")
-        if self.epochs is not None:
-            check_interval(self.epochs, "epochs", "refine", kind=int, low=0, high=MAX_EPOCHS)
-        check_interval(self.semantic_tries, "semantic_tries", "refine", kind=int, low=0, high=MAX_TRIES)
-        if self.budget is not None:
-            check_interval(self.budget, "budget", "refine", kind=int, low=1)
-        if self.cap is not None:
-            check_interval(self.cap, "cap", "refine", kind=int, low=1, high=MAX_PAIR_BUDGET)
-        check_interval(self.mix_uniform, "mix_uniform", "refine", low=0, high=1)
-        check_choice(self.merge, "merge", "refine", ["replace", "accumulate"])
-        if self.crossfit:
-            check_interval(self.crossfit, "crossfit", "refine", kind=int, low=2, high=20)
-        check_choice(self.noise, "noise", "refine", NOISE_MODES)
-        check_interval(self.noise_threshold, "noise_threshold", "refine", low=0)
-        check_interval(self.noise_folds, "noise_folds", "refine", kind=int, low=2, high=20)
-        if self.noise != "off" and self.crossfit:
-            msg = "refine: crossfit and noise both cross-fit the margins; with noise on, selection already uses them"
-            raise ConfigError(msg, hint="drop --crossfit (--noise-folds sets the folds)")
-
-
-NONE = "none"  # strategy name of the no-augmentation control: later rounds train on base pairs only
+from marsctl.stats import derive_seed
+from marsctl.version import FORMAT_VERSION, __version__
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Any
 
 from marsctl.calibration import ECE_BINS
 from marsctl.rewardbench import REWARDBENCH_COUNTS, best_of_n, rewardbench_sections, section_of
+from marsctl.stats import bootstrap_ci, logistic
 
 # numpy is imported inside each function: the CLI reads the refine and compare configs at start-up
 # (for --help) through marsctl.loop, which imports this module.
@@ -23,49 +24,6 @@ def pairwise_accuracy(margins: Sequence[float]) -> float:
 
     m = np.asarray(margins, dtype=float)
     return float((m > 0).mean()) if len(m) else float("nan")
-
-
-BOOT_BLOCK = 1 << 22  # resample indices held at once by the bootstrap of non-0/1 values (32 MiB)
-
-
-def bootstrap_ci(values: Sequence[float], *, n_boot: int = 2000, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of ``values``, in memory bounded whatever the length.
-
-    0/1 values (correctness) are resampled as counts: the mean of n draws with replacement from
-    values holding k ones is Binomial(n, k/n) / n, so a resample costs one binomial draw. Other values
-    are resampled ``BOOT_BLOCK // n`` resamples at a time. The same seed gives the same numbers.
-
-    >>> bootstrap_ci([1.0] * 50)
-    (1.0, 1.0)
-    """
-    import numpy as np
-
-    from marsctl.params import MAX_N_BOOT, check_interval, check_seed
-
-    check_seed(seed, "seed", "the bootstrap")
-    check_interval(n_boot, "n_boot", "the bootstrap", kind=int, low=1, high=MAX_N_BOOT)
-    v = np.asarray(values, dtype=float)
-    if len(v) == 0:
-        return float("nan"), float("nan")
-    means = resampled_means(v, n_boot, np.random.default_rng(seed))
-    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return float(lo), float(hi)
-
-
-def resampled_means(v: Any, n_boot: int, rng: Any) -> Any:
-    """Means of ``n_boot`` bootstrap resamples of the 1-d array ``v`` drawn from ``rng`` (see :func:`bootstrap_ci`)."""
-    import numpy as np
-
-    n = len(v)
-    if ((v == 0) | (v == 1)).all():
-        return rng.binomial(n, int(v.sum()) / n, size=n_boot) / n
-    rows = max(1, BOOT_BLOCK // n)
-    means = np.empty(n_boot)
-    for start in range(0, n_boot, rows):
-        k = min(rows, n_boot - start)  # the generator's stream does not depend on how the draws are split
-        means[start : start + k] = v[rng.integers(0, n, size=(k, n))].mean(axis=1)
-    return means
 
 
 def roc_auc(scores_chosen: Sequence[float], scores_rejected: Sequence[float]) -> float:
@@ -114,7 +72,7 @@ def curvature_weight(margins: Sequence[float]) -> float:
     import numpy as np
 
     m = np.asarray(margins, dtype=float)
-    p = 1.0 / (1.0 + np.exp(-m))
+    p = logistic(m)
     return float((p * (1 - p)).mean()) if len(m) else float("nan")
 
 
@@ -123,7 +81,7 @@ def curvature_trace(margins: Sequence[float], delta_h: Any) -> float:
     import numpy as np
 
     m = np.asarray(margins, dtype=float)
-    p = 1.0 / (1.0 + np.exp(-m))
+    p = logistic(m)
     sq = (np.asarray(delta_h, dtype=float) ** 2).sum(axis=1)
     return float((p * (1 - p) * sq).mean()) if len(m) else float("nan")
 
@@ -462,14 +420,3 @@ def _strategy_statistics(st: str, by: dict[str, list[dict[str, Any]]], refs: Seq
         row["diagnostics"]["test_p_chosen_longer"] = float(np.mean([r["test_p_chosen_longer"] for r in runs]))
     row["train_curvature_weight"] = float(np.mean([r["train_curvature_weight"] for r in runs]))
     return row
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and population standard deviation (as the benchmark tables report them).
-
-    >>> mean_std([1.0, 3.0])
-    (2.0, 1.0)
-    """
-    import statistics
-
-    return statistics.mean(values), statistics.pstdev(values)

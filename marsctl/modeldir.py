@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from marsctl import FORMAT_VERSION
 from marsctl.errors import ConfigError
 from marsctl.params import build_config
 from marsctl.plugin import Head
-from marsctl.records import file_sha256
+from marsctl.stats import file_sha256
+from marsctl.version import FORMAT_VERSION
 
 EDITED_HINT = "the file is damaged or was edited: restore it, or train the model again"
 DAMAGED_HINT = "the file is damaged: restore it from a copy, or train the model again with: marsctl train PAIRS -o DIR"

@@ -13,6 +13,7 @@ from typing import Any
 from marsctl.errors import DataError
 from marsctl.jsonio import check_values, dumps
 from marsctl.shapes import CONSUMED, HH_SPLIT, content_id, parse
+from marsctl.stats import sigmoid
 
 __all__ = ["HH_SPLIT", "REQUIRED", "SCORE_FIELDS", "content_id", "iter_pairs", "normalize_row", "read_pairs"]
 
@@ -143,13 +144,12 @@ def is_own_scores(rec: dict[str, Any]) -> bool:
     >>> is_own_scores({"score_chosen": 8.0, "score_rejected": 3.0})
     False
     """
-    import math
 
     try:
         c, r, m, p = (float(rec[k]) for k in SCORE_FIELDS)
     except (KeyError, TypeError, ValueError):
         return False
-    return abs(c - r - m) <= 2e-6 and abs(1 / (1 + math.exp(-max(min(m, 700), -700))) - p) <= 2e-6
+    return abs(c - r - m) <= 2e-6 and abs(sigmoid(m) - p) <= 2e-6
 
 
 def with_scores(rec: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
@@ -195,15 +195,6 @@ def require_fields(records: list[dict[str, Any]], fields: Iterable[str], name: s
                 line = rec.get("_line", "?")
                 msg = f"{name} line {line}: missing field '{field}' ({why})"
                 raise DataError(msg)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def records_sha256(records: Iterable[dict[str, Any]]) -> str:

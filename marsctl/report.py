@@ -278,7 +278,7 @@ def mean_std_markdown(rows: Sequence[dict[str, Any]], index: dict[str, Sequence[
     One table row per combination of ``index`` values (e.g. {"dataset": [...], "head": [...]}), one
     column per entry of ``values`` of ``column`` (headed by ``labels``).
     """
-    from marsctl.metrics import mean_std
+    from marsctl.stats import mean_std
 
     keys = list(index)
     body = []

@@ -76,7 +76,7 @@ def best_of_n(rows: Sequence[dict[str, Any]], *, seed: int = 0, n_boot: int = 20
     """
     import numpy as np
 
-    from marsctl.metrics import bootstrap_ci  # metrics imports this module at its top
+    from marsctl.stats import bootstrap_ci
 
     groups: dict[Any, list[float]] = {}
     subset_of: dict[Any, Any] = {}

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from marsctl.config import PROTOCOLS
 from marsctl.errors import ConfigError
 from marsctl.outputs import LOCK_NAME
 from marsctl.params import MAX_ROUNDS, MAX_SEEDS
 
 # Keys that may change on --resume (extending a run) without invalidating finished rounds.
 RESUMABLE_CHANGES = {"rounds"}
-COMPARE_PROTOCOLS = ("epochs", "steps")  # compare.PROTOCOLS
 MAX_JSON_BYTES = 64 << 20  # manifest.json, metrics.json, report.json, compare.json, runs.jsonl
 MAX_LINE_BYTES = 16 << 20  # one line of scored.jsonl or selected.jsonl
 MAX_ROUND = MAX_ROUNDS  # a round number (refine --rounds allows no more)
@@ -514,8 +514,8 @@ def compare_report(out: Path) -> dict[str, Any]:
         msg = f"{path}: field 'protocols' is empty"
         raise ConfigError(msg, hint="the run folder is damaged or was edited")
     for protocol, rows in rep["protocols"].items():
-        if protocol not in COMPARE_PROTOCOLS:
-            msg = f"{path}: field 'protocols.{protocol[:40]}' is not a protocol ({', '.join(COMPARE_PROTOCOLS)})"
+        if protocol not in PROTOCOLS:
+            msg = f"{path}: field 'protocols.{protocol[:40]}' is not a protocol ({', '.join(PROTOCOLS)})"
             raise ConfigError(msg, hint="the run folder is damaged or was edited")
         if sorted(rows) != sorted(set(strategies)):
             msg = (f"{path}: field 'protocols.{protocol}' holds the strategies {', '.join(sorted(rows))[:200]}; "

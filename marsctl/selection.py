@@ -11,15 +11,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 from marsctl import steps, ui
-from marsctl.alloc import population_std
 from marsctl.errors import DataError
 from marsctl.plugin import Head
 from marsctl.records import SCORE_FIELDS
+from marsctl.stats import population_std, sigmoid
 
 SPREAD_FIELD = "pred_margin_std"  # the ensemble spread of the margin (written by score with -p ensemble=K)
 
@@ -85,7 +84,7 @@ def noise_weights(margins: list[float], flagged: list[bool], mode: str, sd: floa
     [1.0, 0.0]
     """
     if mode == "soft":
-        return [1.0 / (1.0 + math.exp(-2.0 * m / sd)) if sd > 0 else 1.0 for m in margins]
+        return [sigmoid(2.0 * m / sd) if sd > 0 else 1.0 for m in margins]
     if mode == "drop":
         return [0.0 if f else 1.0 for f in flagged]
     return [1.0] * len(margins)

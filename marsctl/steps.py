@@ -30,8 +30,9 @@ from marsctl.losses import pair_weights
 from marsctl.metrics import response_lengths
 from marsctl.modeldir import load_head
 from marsctl.params import check_interval
-from marsctl.plugin import Augmenter, Head, derive_seed, keep_picked, pick_needs_model, pool_request
+from marsctl.plugin import Augmenter, Head, keep_picked, pick_needs_model, pool_request
 from marsctl.records import count_identical, is_identical, iter_pairs, records_sha256
+from marsctl.stats import derive_seed
 
 
 def train(

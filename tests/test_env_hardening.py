@@ -221,8 +221,8 @@ def read_jsonl_text(text: str) -> list[dict]:
 
 def test_one_seed_definition_in_the_library() -> None:
     from marsctl import steps
-    from marsctl.loop import RefineConfig
-    from marsctl.metrics import bootstrap_ci
+    from marsctl.config import RefineConfig
+    from marsctl.stats import bootstrap_ci
 
     assert check_seed(SEED_MAX) == SEED_MAX
     for bad in (-1, SEED_MAX + 1, 1.0, True):
@@ -279,7 +279,8 @@ def test_bounds_are_in_help() -> None:
 
 
 def test_bootstrap_library_bound() -> None:
-    from marsctl.metrics import bootstrap_ci, evaluate
+    from marsctl.metrics import evaluate
+    from marsctl.stats import bootstrap_ci
 
     with pytest.raises(ConfigError, match="n_boot"):
         bootstrap_ci([0.0, 1.0], n_boot=10**12)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from marsctl import metrics, rewardbench
+from marsctl import metrics, rewardbench, stats
 
 
 def test_roc_auc_matches_sklearn():
@@ -24,9 +24,9 @@ def test_bootstrap_ci_brackets_the_mean_and_narrows_with_n():
     rng = np.random.default_rng(1)
     small = (rng.random(50) < 0.7).astype(float)
     big = (rng.random(5000) < 0.7).astype(float)
-    lo, hi = metrics.bootstrap_ci(small, seed=0)
+    lo, hi = stats.bootstrap_ci(small, seed=0)
     assert lo <= small.mean() <= hi
-    blo, bhi = metrics.bootstrap_ci(big, seed=0)
+    blo, bhi = stats.bootstrap_ci(big, seed=0)
     assert (bhi - blo) < (hi - lo)
     # Normal-approximation half-width for p=0.7, n=5000 is 1.96*sqrt(.21/5000) ≈ 0.0127.
     assert (bhi - blo) / 2 == pytest.approx(1.96 * math.sqrt(0.7 * 0.3 / 5000), rel=0.15)
@@ -115,7 +115,7 @@ def test_compare_statistics_by_hand():
 
 
 def test_mean_std_is_the_population_std():
-    assert metrics.mean_std([0.25, 0.75]) == (0.5, 0.25)
+    assert stats.mean_std([0.25, 0.75]) == (0.5, 0.25)
 
 
 def _row(subset, margin, group=None, lc=5, lr=3):

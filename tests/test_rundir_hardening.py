@@ -23,8 +23,9 @@ import pytest
 from conftest import FIXTURES, run_cli
 
 from marsctl import htmlreport, plots
+from marsctl.config import RefineConfig
 from marsctl.errors import MarsError
-from marsctl.loop import RefineConfig, RefineRun
+from marsctl.loop import RefineRun
 from marsctl.records import read_pairs
 
 TINY = FIXTURES / "tiny.jsonl"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from marsctl import __version__
+from marsctl.version import __version__
 
 app = typer.Typer(
     name="marsctl",

@@ -23,7 +23,7 @@ from marsctl.params import MAX_ROUNDS
 
 def register(app: typer.Typer) -> None:
     """Add the command."""
-    from marsctl.loop import RefineConfig
+    from marsctl.config import RefineConfig
 
     @app.command("augment")
     @handle_errors

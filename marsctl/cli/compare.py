@@ -30,7 +30,7 @@ def _list(text: str) -> list[str]:
 
 def register(app: typer.Typer) -> None:
     """Add the command."""
-    from marsctl.compare import CompareConfig as C
+    from marsctl.config import CompareConfig as C
 
     shared = default_of(C, "refine")  # the refine settings every run shares, with compare's defaults
 

@@ -50,8 +50,8 @@ def register(app: typer.Typer) -> None:
         from marsctl.modeldir import load_head
         from marsctl.outputs import check_file_output
         from marsctl.params import check_interval
-        from marsctl.records import file_sha256
         from marsctl.report import print_eval
+        from marsctl.stats import file_sha256
 
         check_interval(n_boot, "n_boot", "eval", kind=int, low=MIN_N_BOOT, high=MAX_N_BOOT)
         check_interval(n_bins, "bins", "eval", kind=int, low=1, high=MAX_BINS)

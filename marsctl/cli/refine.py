@@ -26,7 +26,7 @@ from marsctl.params import MAX_EPOCHS, MAX_ROUNDS, SEED_MAX
 
 def register(app: typer.Typer) -> None:
     """Add the command."""
-    from marsctl.loop import RefineConfig as C
+    from marsctl.config import RefineConfig as C
 
     @app.command("refine")
     @handle_errors

@@ -24,7 +24,7 @@ from marsctl.cli.common import (
 
 def register(app: typer.Typer) -> None:
     """Add the command."""
-    from marsctl.loop import RefineConfig
+    from marsctl.config import RefineConfig
 
     @app.command("select")
     @handle_errors

@@ -9,8 +9,9 @@ One module per base: ``head`` (``Head``, and the seeding helpers every plugin us
 """
 
 from marsctl.plugin.augmenter import Augmenter, PoolConfig
-from marsctl.plugin.head import Head, PairRewards, derive_seed, mean_over_members, sigmoid
+from marsctl.plugin.head import Head, PairRewards, mean_over_members
 from marsctl.plugin.selector import PICKS, Selector, keep_picked, pick_needs_model, pool_request
+from marsctl.stats import derive_seed, sigmoid  # re-exported: part of the plugin interface
 
 __all__ = ["PICKS", "Augmenter", "Head", "PairRewards", "PoolConfig", "Selector", "derive_seed", "keep_picked",
            "mean_over_members", "pick_needs_model", "pool_request", "sigmoid"]

@@ -8,9 +8,9 @@ import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
-from marsctl import __version__
-from marsctl.plugin.head import derive_seed
 from marsctl.shapes import SOURCE, synthetic_source
+from marsctl.stats import derive_seed
+from marsctl.version import __version__
 
 ROLES: tuple[str, ...] = ("prompt", "chosen", "rejected")
 # dialogue markers: HH's turns and the "Role:" blocks of a rendered chat prompt; a variant keeps its text's

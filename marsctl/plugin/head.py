@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from abc import ABC, abstractmethod
@@ -11,28 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from marsctl import FORMAT_VERSION, __version__
 from marsctl.errors import ConfigError
 from marsctl.params import NoConfig
-from marsctl.records import file_sha256, with_scores
-
-
-def derive_seed(*parts: Any) -> int:
-    """A 63-bit seed derived from any parts (stable across runs and platforms).
-
-    >>> derive_seed(42, "pair-1") == derive_seed(42, "pair-1")
-    True
-    """
-    h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).digest()
-    return int.from_bytes(h[:8], "big") >> 1
-
-
-def sigmoid(x: float) -> float:
-    """The logistic function, stable for large |x|."""
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
-    return z / (1.0 + z)
+from marsctl.records import with_scores
+from marsctl.stats import file_sha256, sigmoid
+from marsctl.version import FORMAT_VERSION, __version__
 
 
 def mean_over_members(values: list[list[float]]) -> list[float]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from marsctl import __version__
 from marsctl.errors import ConfigError
 from marsctl.params import NoConfig
+from marsctl.version import __version__
 
 if TYPE_CHECKING:
     from marsctl.plugin.head import Head

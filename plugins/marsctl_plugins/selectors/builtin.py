@@ -6,10 +6,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from marsctl.alloc import population_std, softmax
+from marsctl.alloc import softmax
 from marsctl.params import check_choice, check_interval
 from marsctl.plugin import Selector
 from marsctl.selection import SPREAD_FIELD as SPREAD
+from marsctl.stats import population_std
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from marsctl import steps
+from marsctl import augmentation
 from marsctl.records import read_pairs
 
 SETTINGS = {"mars-abs α=0.5": [], "mars-abs α=1/std(Δ)": ["alpha=1", "alpha_scale=std"]}
@@ -29,7 +29,7 @@ def main(base: Path) -> None:
             for d in seeds:
                 scored = read_pairs(d / "round-0" / "scored.jsonl")
                 n = len(scored)
-                sel, s = steps.select(scored, strategy="mars-abs", params=params, budget=mult * n, cap=25,
+                sel, s = augmentation.select(scored, strategy="mars-abs", params=params, budget=mult * n, cap=25,
                                       warn_identical=False)
                 eq += bool(s["equals_uniform"])
                 ess.append(s["ess"] / n)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's Results: marsctl compare on each shared dataset (defaults: 5 seeds, both protocols).
+# docs/results.md: marsctl compare on each shared dataset (defaults: 5 seeds, both protocols).
 #   bash benchmarks/compare_all.sh [SHARED_DIR] [OUT_DIR]
 set -euo pipefail
 shared=${1:-../shared}

@@ -3,7 +3,7 @@
 # uniform (matched optimiser steps, 5 seeds). Every compare folder of a dataset uses the same grouped splits
 # and pool, so benchmarks/noise_table.py pairs their runs by seed on the same test pairs.
 #   bash benchmarks/compare_noise.sh [SHARED_DIR] [OUT_DIR]
-# These are the runs README Results reports (LLMBar and HH-RLHF: the noise options with strategy none only;
+# These are the runs docs/results.md reports (LLMBar and HH-RLHF: the noise options with strategy none only;
 # the augmented noise runs there did not fit the time on the shared machine).
 set -euo pipefail
 shared=${1:-../shared}

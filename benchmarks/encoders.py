@@ -31,8 +31,7 @@ from typing import Any
 
 from common import DATASETS
 
-from marsctl.embed import EmbeddingCache, Encoder
-from marsctl.encoders import BACKENDS
+from marsctl.embed import BACKENDS, EmbeddingCache, Encoder
 from marsctl.records import read_pairs
 from marsctl.report import mean_std_markdown
 
@@ -56,7 +55,7 @@ def build_seconds(backends: list[str]) -> dict[str, float]:
     out = {}
     for b in backends:
         t0 = time.perf_counter()
-        Encoder(backend=b, cache=EmbeddingCache(Path(tempfile.mkdtemp()) / "e.sqlite"))._backend()
+        Encoder(backend=b, cache=EmbeddingCache(Path(tempfile.mkdtemp()) / "e.sqlite")).engine()
         out[b] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -77,7 +76,7 @@ def timed_pass(name: str, texts: list[str], st_model: Any) -> tuple[float, Any]:
 def speed(texts: list[str], backends: list[str], reps: int) -> list[dict[str, Any]]:
     """One row per backend: texts/s (median), ratio to bare sentence-transformers (median), cosines."""
     torch_enc = Encoder()
-    st_model = torch_enc._load()
+    st_model = torch_enc.torch.load()
     names = ["bare-st", *backends]
     seconds: dict[str, list[float]] = {n: [] for n in names}
     vectors: dict[str, Any] = {}

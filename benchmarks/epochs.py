@@ -27,7 +27,8 @@ from typing import Any
 from common import DATASETS, HEADS
 
 from marsctl import steps
-from marsctl.metrics import length_baseline, pairwise_accuracy
+from marsctl.lengths import length_baseline
+from marsctl.metrics import pairwise_accuracy
 from marsctl.records import read_pairs
 from marsctl.report import mean_std_markdown
 from marsctl.split import grouped_split

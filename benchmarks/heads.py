@@ -25,7 +25,8 @@ from typing import Any
 from common import DATASETS
 
 from marsctl import steps
-from marsctl.metrics import evaluate, length_baseline
+from marsctl.lengths import length_baseline
+from marsctl.metrics import evaluate
 from marsctl.records import read_pairs
 from marsctl.report import mean_std_markdown
 from marsctl.split import grouped_split

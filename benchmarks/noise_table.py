@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from marsctl.metrics import paired_difference
+from marsctl.comparestats import paired_difference
 
 REFS = ("base/none", "base/uniform")  # base/uniform may live in base_uniform/ (a second compare on the same seeds)
 

@@ -80,7 +80,7 @@ def prebuild(backends: list[str], cache: Path) -> Path:
     os.environ["MARSCTL_CACHE_DIR"] = str(cache)
     for b in backends:
         if b != "torch":
-            Encoder(backend=b)._backend()
+            Encoder(backend=b).engine()
     del os.environ["MARSCTL_CACHE_DIR"]
     (cache / "encoders").mkdir(parents=True, exist_ok=True)
     return cache / "encoders"
@@ -184,7 +184,7 @@ def p6(reps: int) -> list[dict[str, Any]]:
     """Each backend's texts/s and cosines against bare sentence-transformers (benchmarks/encoders.py's speed part)."""
     import encoders  # benchmarks/encoders.py, beside this script
 
-    from marsctl.encoders import BACKENDS
+    from marsctl.embed import BACKENDS
 
     backends = list(BACKENDS)
     encoders.build_seconds([b for b in backends if b != "torch"])

@@ -31,8 +31,7 @@ from typing import Any
 
 from common import DATASETS
 
-from marsctl.embed import EmbeddingCache, Encoder
-from marsctl.encoders import BF16_CPU_FLAGS, cpu_flags, native_bf16
+from marsctl.embed import BF16_CPU_FLAGS, EmbeddingCache, Encoder, cpu_flags, native_bf16
 from marsctl.records import read_pairs
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -56,7 +55,7 @@ def one_pass(model: Any, precision: str, prompts: list[str], responses: list[str
     import numpy as np
 
     enc = Encoder(precision=precision, cache=EmbeddingCache(Path(tempfile.mkdtemp()) / "e.sqlite", dim=384))
-    enc._model = model  # loaded once, outside the timing
+    enc.torch.model = model  # loaded once, outside the timing
     t0 = time.perf_counter()
     vecs = np.concatenate([enc.encode(prompts, side="prompt"), enc.encode(responses, side="response")])
     seconds = time.perf_counter() - t0
@@ -110,7 +109,7 @@ def main() -> None:
     if not native_bf16():
         sys.exit("this CPU has no native bf16 units: marsctl runs fp32 only here (nothing to compare)")
     out = Path(args.out)
-    model = Encoder()._load()
+    model = Encoder().torch.load()
     meta = {"command": "HF_HUB_OFFLINE=1 python benchmarks/precision.py " + shlex.join(sys.argv[1:]),
             "cpu": cpu_model(), "cores": os.cpu_count(), "bf16_flags": sorted(cpu_flags() & set(BF16_CPU_FLAGS)),
             "native": native_bf16(), "torch": torch.__version__, "threads": torch.get_num_threads(),

@@ -15,16 +15,16 @@ from marsctl.version import FORMAT_VERSION, __version__
 _PUBLIC = {
     "read_pairs": ("marsctl.records", "read_pairs"),
     "iter_pairs": ("marsctl.records", "iter_pairs"),
-    "write_records": ("marsctl.jsonio", "write_records"),
+    "write_records": ("marsctl.records", "write_records"),
     "load_model": ("marsctl.modeldir", "load_head"),
     "train": ("marsctl.steps", "train"),
     "score": ("marsctl.steps", "score"),
     "iter_score": ("marsctl.steps", "iter_score"),
-    "select": ("marsctl.steps", "select"),
-    "make_augmenter": ("marsctl.steps", "make_augmenter"),
-    "augment": ("marsctl.steps", "augment"),
-    "iter_augment": ("marsctl.steps", "iter_augment"),
-    "refine": ("marsctl.loop", "refine"),
+    "select": ("marsctl.augmentation", "select"),
+    "make_augmenter": ("marsctl.augmentation", "make_augmenter"),
+    "augment": ("marsctl.augmentation", "augment"),
+    "iter_augment": ("marsctl.augmentation", "iter_augment"),
+    "refine": ("marsctl.runs", "refine"),
     "RefineConfig": ("marsctl.config", "RefineConfig"),
     "evaluate": ("marsctl.metrics", "evaluate"),
     "export_onnx": ("marsctl.export", "export_onnx"),
@@ -44,16 +44,16 @@ __all__ = [  # the names of _PUBLIC, and the two constants (tests/test_python_ap
 ]
 
 if TYPE_CHECKING:
+    from marsctl.augmentation import augment, iter_augment, make_augmenter, select
     from marsctl.config import RefineConfig
     from marsctl.errors import ConfigError, DataError, MarsError, PluginError
     from marsctl.export import export_onnx
-    from marsctl.jsonio import write_records
-    from marsctl.loop import refine
     from marsctl.metrics import evaluate
     from marsctl.modeldir import load_head as load_model
     from marsctl.plugin import Augmenter, Head, Selector
-    from marsctl.records import iter_pairs, read_pairs
-    from marsctl.steps import augment, iter_augment, iter_score, make_augmenter, score, select, train
+    from marsctl.records import iter_pairs, read_pairs, write_records
+    from marsctl.runs import refine
+    from marsctl.steps import iter_score, score, train
 
 
 def __getattr__(name: str) -> Any:

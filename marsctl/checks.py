@@ -13,7 +13,7 @@ from typing import Any
 
 from marsctl import ui
 from marsctl.errors import ConfigError, DataError, PluginError
-from marsctl.params import check_interval
+from marsctl.params import MAX_PAIR_BUDGET, check_interval
 from marsctl.plugin import PICKS, Head, pick_needs_model
 from marsctl.records import count_identical, require_fields
 
@@ -24,7 +24,6 @@ SCORE_HINT = "score the pairs first: marsctl score PAIRS -m MODEL"
 # so one call makes at most MAX_TOTAL_BUDGET rows and at most MAX_PAIR_BUDGET for one pair (its pool has
 # n_variants² ≤ 2500 distinct rows).
 MAX_MARGIN = 1e6
-MAX_PAIR_BUDGET = 100_000
 MAX_TOTAL_BUDGET = 1_000_000
 
 
@@ -56,7 +55,7 @@ def check_margins(scored: list[dict[str, Any]], name: str = "<input>") -> list[f
     if not scored:
         msg = f"{name}: no pairs to select from"
         raise DataError(msg)
-    texts = [r for r in scored if "_len_chosen" not in r]  # a slim row (metrics.slim_row) had its texts read
+    texts = [r for r in scored if "_len_chosen" not in r]  # a slim row (lengths.slim_row) had its texts read
     require_fields(texts, ("chosen", "rejected"), name, "need prompt, chosen, rejected")
     require_fields(scored, SCORE_NEEDED, name, SCORE_HINT)
     margins = []

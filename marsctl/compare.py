@@ -1,7 +1,8 @@
 """marsctl compare: every strategy on the same split, pool and seeds, with paired statistics.
 
 For each seed: one split grouped by prompt (or a fixed held-out file), then one refine run per
-(protocol, strategy) in ``DIR/runs/PROTOCOL/STRATEGY/seed-S`` (resumable). Protocols:
+(protocol, strategy) in ``DIR/runs/PROTOCOL/STRATEGY/seed-S`` (resumable; the folder's layout is
+:mod:`marsctl.rundir`'s). Protocols:
 
 - ``epochs``: every round trains the same number of epochs (the paper's protocol: augmented runs
   take more optimiser steps);
@@ -9,6 +10,9 @@ For each seed: one split grouped by prompt (or a fixed held-out file), then one 
 
 The synthetic pool is the same for every strategy of a seed (the augmenter's variants are seeded
 by text, not by strategy), so strategies differ only in which pool rows they spend the budget on.
+
+The runner writes data and tables only; the figures and report.html are the rendering step's
+(:mod:`marsctl.render`; :mod:`marsctl.runs`'s ``Compare`` is this one with that step added).
 """
 
 from __future__ import annotations
@@ -21,16 +25,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from marsctl import registry, ui
+from marsctl import registry, rundir, ui
+from marsctl.atomic import atomic_writer, write_json
+from marsctl.comparestats import compare_statistics
 from marsctl.config import NONE, REFERENCES, CompareConfig
-from marsctl.htmlreport import REPORT_NAME, check_report_output
-from marsctl.jsonio import atomic_writer, write_json
+from marsctl.lengths import length_baseline
 from marsctl.loop import RefineRun
-from marsctl.metrics import compare_statistics, length_baseline
 from marsctl.provenance import library_versions
 from marsctl.records import records_sha256
 from marsctl.report import print_compare, write_compare
-from marsctl.rundir import run_lock
+from marsctl.runlock import run_lock
 from marsctl.split import grouped_split
 
 
@@ -56,20 +60,26 @@ class Compare:
         return train, test, name
 
     def run(self) -> dict[str, Any]:
-        """Run every (seed, protocol, strategy); write runs.jsonl/csv, table.md, plots; return results."""
+        """Run every (seed, protocol, strategy); write runs.jsonl/csv, table.md; return the report."""
         from marsctl.outputs import check_run_dir
 
         cfg = self.config
-        check_run_dir(self.out, marker="compare.json")
-        check_report_output(self.out / REPORT_NAME)
+        check_run_dir(self.out, marker=rundir.COMPARE_JSON)
+        self.check_outputs()
         registry.check_params("head", cfg.refine.head, cfg.refine.head_params)
         registry.check_params("augmenter", cfg.refine.backend, cfg.refine.augment_params)
         for st in cfg.strategies:
             if st != NONE:
                 registry.check_params("selector", st, cfg.selector_params(st))
         with run_lock(self.out):  # held to the end: a second compare on this folder is refused
-            check_run_dir(self.out, marker="compare.json")  # again: another process may have written it meanwhile
+            check_run_dir(self.out, marker=rundir.COMPARE_JSON)  # again: another process may have written it meanwhile
             return self._run()
+
+    def check_outputs(self) -> None:
+        """Before any work: refuse an output besides the folder's data that the run would replace (none here)."""
+
+    def finish(self, results: list[dict[str, Any]], report: dict[str, Any]) -> None:
+        """Last, with the folder still locked and the tables written: nothing here (``runs.Compare`` renders)."""
 
     def _run(self) -> dict[str, Any]:
         """``run`` with the folder locked."""
@@ -78,7 +88,7 @@ class Compare:
                     "input_sha256": records_sha256(self.pairs),
                     "heldout_sha256": None if self.heldout is None else records_sha256(self.heldout),
                     "libraries": library_versions(),
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, self.out / "compare.json")
+                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, self.out / rundir.COMPARE_JSON)
         jobs = [(s, p, st) for s in range(cfg.seeds) for p in cfg.protocols for st in cfg.strategies]
         results: list[dict[str, Any]] = []
         t0 = time.perf_counter()
@@ -95,15 +105,11 @@ class Compare:
                 advance(1)
         report = self.report(results)
         report["seconds"] = round(time.perf_counter() - t0, 1)
-        write_json(report, self.out / "report.json")
-        write_compare(report, self.out / "table.md", self.command_line())
+        write_json(report, self.out / rundir.REPORT_JSON)
+        write_compare(report, self.out / rundir.TABLE_MD, self.command_line())
         self._write_runs(results)
         print_compare(report)
-        from marsctl import htmlreport, plots
-
-        pngs = plots.compare_plots(self.out, results, report)
-        report["plots"] = [str(self.out / name) for name in pngs]
-        ui.info(f"report: {htmlreport.write_report(self.out, pngs=pngs)}")
+        self.finish(results, report)
         return report
 
     def command_line(self) -> str:
@@ -127,14 +133,14 @@ class Compare:
         cfg = self.config
         rc = dataclasses.replace(cfg.refine, strategy=strategy, seed=seed, match_steps=protocol == "steps",
                                  budget=cfg.refine.budget or len(train), selector_params=cfg.selector_params(strategy))
-        run_dir = self.out / "runs" / protocol / strategy / f"seed-{seed}"
+        run_dir = rundir.compare_run_dir(self.out, protocol, strategy, seed)
         with ui.quiet():
             summary = RefineRun(train, run_dir, rc, heldout=test, input_name=self.input_name,
-                                heldout_name=test_name).run(resume=run_dir.exists(), plots_and_report=False)
+                                heldout_name=test_name).run(resume=run_dir.exists())
         last = summary["rounds"][-1]
         per_round = []
         for k in range(rc.rounds + 1):
-            m = json.loads((run_dir / f"round-{k}" / "metrics.json").read_text())
+            m = json.loads((rundir.round_dir(run_dir, k) / rundir.METRICS_JSON).read_text())
             per_round.append(m)
         final = per_round[-1]
         sel = [m.get("selection") or {} for m in per_round[1:]]
@@ -159,19 +165,19 @@ class Compare:
         }
 
     def report(self, results: list[dict[str, Any]]) -> dict[str, Any]:
-        """The settings and, per protocol and strategy, the statistics (``metrics.compare_statistics``)."""
+        """The settings and, per protocol and strategy, the statistics (``comparestats.compare_statistics``)."""
         cfg = self.config
         return {"config": asdict(cfg),
                 "protocols": compare_statistics(results, cfg.strategies, cfg.protocols, refs=REFERENCES,
                                                 n_boot=cfg.n_boot)}
 
     def _write_runs(self, results: list[dict[str, Any]]) -> None:
-        with atomic_writer(self.out / "runs.jsonl") as fh:
+        with atomic_writer(self.out / rundir.RUNS_JSONL) as fh:
             for r in results:
                 fh.write(json.dumps({k: v for k, v in r.items() if k != "correct"}, allow_nan=False) + "\n")
         cols = ["seed", "protocol", "strategy", "n_train", "n_test", "budget", "accuracy", "roc_auc",
                 "margin_snr", "length_longer", "train_curvature_weight"]
-        with atomic_writer(self.out / "runs.csv") as fh:
+        with atomic_writer(self.out / rundir.RUNS_CSV) as fh:
             w = csv.writer(fh)
             w.writerow(cols)
             for r in results:

@@ -1,7 +1,10 @@
 """The settings of a refine run and of a compare run: fields, defaults, help and checks, written once.
 
-The CLI builds its options from these fields (``cli.common.option_from``), so reading them (for
-``--help``) loads no numpy or torch.
+Each field's metadata drives its command-line option (``cli.common.config_option``): ``help``; ``flags``,
+the option's names where they are not ``--field-name``; ``range``, the int bounds refused while the
+options are parsed (shown by ``--help``, and checked again here). A list field's option is one
+comma-separated string. This module imports only the parameter checks, so reading it (for ``--help``)
+loads no numpy or torch.
 """
 
 from __future__ import annotations
@@ -11,7 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from marsctl.errors import ConfigError
-from marsctl.params import check_choice, check_interval
+from marsctl.params import (
+    MAX_EPOCHS,
+    MAX_PAIR_BUDGET,
+    MAX_ROUNDS,
+    MAX_SEEDS,
+    MAX_TRIES,
+    SEED_MAX,
+    check_choice,
+    check_interval,
+    check_seed,
+)
 
 NOISE_MODES = ["off", "flag", "soft", "drop"]
 
@@ -20,10 +33,12 @@ NOISE_MODES = ["off", "flag", "soft", "drop"]
 class RefineConfig:
     """Settings of a refine run (all recorded in the manifest)."""
 
-    rounds: int = field(default=3, metadata={"help": "Augmentation rounds after round 0."})
+    rounds: int = field(default=3, metadata={"help": "Augmentation rounds after round 0.",
+                                             "flags": ("--rounds", "-r"), "range": (0, MAX_ROUNDS)})
     budget: int | None = field(default=None, metadata={
-        "help": "Synthetic pairs per round (default: as many as the base pairs trained on)."})
-    strategy: str = field(default="mars-abs", metadata={"help": (
+        "help": "Synthetic pairs per round (default: as many as the base pairs trained on).",
+        "flags": ("--budget", "-b")})
+    strategy: str = field(default="mars-abs", metadata={"flags": ("--strategy", "-s"), "help": (
         "Selector: mars-abs (v1: softmax(−α|Δ|), ambiguous pairs), mars (v2, signed: softmax(−αΔ); measured "
         "caveat: on noisy labels it favours likely label noise), mars-robust (|Δ| with pairs below −floor·std(Δ) "
         "skipped), uniform (the paper's baseline), won (West-of-N: equal share, keep each pool's highest-margin "
@@ -34,22 +49,25 @@ class RefineConfig:
     selector_params: list[str] = field(default_factory=list, metadata={"help": "Selector parameters, key=value each."})
     head: str = field(default="mlp", metadata={"help": "Reward head plugin."})
     head_params: list[str] = field(default_factory=list, metadata={"help": "Head parameters, key=value each."})
-    epochs: int | None = field(default=None, metadata={"help": "Epochs per round (default: the head's)."})
+    epochs: int | None = field(default=None, metadata={"help": "Epochs per round (default: the head's).",
+                                                        "range": (0, MAX_EPOCHS)})
     backend: str = field(default="eda", metadata={"help": "Augmenter plugin (eda, or an installed one)."})
     augment_params: list[str] = field(default_factory=list, metadata={
         "help": "Augmenter parameters, key=value each."})
     merge: str = field(default="replace", metadata={
         "help": "replace: each round trains on base ∪ this round's synthetic (v2); accumulate: keep earlier "
                 "rounds' synthetic pairs (v1)."})
-    seed: int = field(default=0, metadata={"help": "Seed for everything in the run."})
+    seed: int = field(default=0, metadata={"help": "Seed for everything in the run.", "range": (0, SEED_MAX)})
     cap: int | None = field(default=25, metadata={
-        "help": "At most this many synthetic rows per pair and round (the eda pool holds 25)."})
+        "help": "At most this many synthetic rows per pair and round (the eda pool holds 25).",
+        "range": (1, MAX_PAIR_BUDGET)})
     mix_uniform: float = field(default=0.0, metadata={"help": "Blend the selection with uniform: (1−λ)q + λ/n."})
     # On by default: at equal epochs every augmented strategy lost to base-only training on HH-RLHF
     # beyond noise (over-training); at matched steps none did (README, Results).
     match_steps: bool = field(default=True, metadata={
         "help": "Scale each augmented round's epochs so its optimiser steps match base-only training (default), "
-                "or train the same epochs every round (the paper's protocol; measured to over-train)."})
+                "or train the same epochs every round (the paper's protocol; measured to over-train).",
+        "flags": ("--match-steps/--same-epochs",)})
     crossfit: int = field(default=0, metadata={"help": "Select on K-fold cross-fitted margins (0: off)."})
     guard: bool = field(default=False, metadata={
         "help": "Fall back to uniform when a selection fails the guard (ESS, Δ<0 share)."})
@@ -68,23 +86,21 @@ class RefineConfig:
     noise_folds: int = field(default=5, metadata={"help": "Prompt-grouped folds of --noise's cross-fitted margins."})
 
     def __post_init__(self) -> None:
-        from marsctl.checks import MAX_PAIR_BUDGET
         from marsctl.credentials import check_params_credentials
-        from marsctl.params import MAX_EPOCHS, MAX_ROUNDS, MAX_TRIES, check_seed
 
-        check_interval(self.rounds, "rounds", "refine", kind=int, low=0, high=MAX_ROUNDS)
+        check_range(self, "rounds", "refine")
         for kind in ("head", "selector", "augmenter"):  # recorded in the manifest: no credentials in URLs
             check_params_credentials(getattr(self, f"{kind.removesuffix('er')}_params"), kind, "refine")
         check_seed(self.seed, "seed", "refine")
         if self.pool_seed is not None:
             check_seed(self.pool_seed, "pool_seed", "refine")
         if self.epochs is not None:
-            check_interval(self.epochs, "epochs", "refine", kind=int, low=0, high=MAX_EPOCHS)
+            check_range(self, "epochs", "refine")
         check_interval(self.semantic_tries, "semantic_tries", "refine", kind=int, low=0, high=MAX_TRIES)
         if self.budget is not None:
             check_interval(self.budget, "budget", "refine", kind=int, low=1)
         if self.cap is not None:
-            check_interval(self.cap, "cap", "refine", kind=int, low=1, high=MAX_PAIR_BUDGET)
+            check_range(self, "cap", "refine")
         check_interval(self.mix_uniform, "mix_uniform", "refine", low=0, high=1)
         check_choice(self.merge, "merge", "refine", ["replace", "accumulate"])
         if self.crossfit:
@@ -119,7 +135,8 @@ class CompareConfig:
 
     strategies: list[str] = field(default_factory=lambda: ["none", "uniform", "won", "mars", "mars-abs"], metadata={
         "help": "Comma-separated: none (base pairs only) and selector names."})
-    seeds: int = field(default=5, metadata={"help": "Seeds (each: its own split, pool draw and init)."})
+    seeds: int = field(default=5, metadata={"help": "Seeds (each: its own split, pool draw and init).",
+                                            "range": (1, MAX_SEEDS)})
     protocols: list[str] = field(default_factory=lambda: list(PROTOCOLS), metadata={
         "help": "epochs (same epochs per round, the paper's) and/or steps (matched optimiser steps)."})
     test_frac: float = field(default=0.3, metadata={"help": "Test share of a split grouped by prompt."})
@@ -128,9 +145,9 @@ class CompareConfig:
         "help": "The refine settings every run shares."})
 
     def __post_init__(self) -> None:
-        from marsctl.params import MAX_N_BOOT, MAX_SEEDS, MIN_N_BOOT
+        from marsctl.params import MAX_N_BOOT, MIN_N_BOOT
 
-        check_interval(self.seeds, "seeds", "compare", kind=int, low=1, high=MAX_SEEDS)
+        check_range(self, "seeds", "compare")
         check_interval(self.n_boot, "n_boot", "compare", kind=int, low=MIN_N_BOOT, high=MAX_N_BOOT)
         check_interval(self.refine.rounds, "rounds", "compare", kind=int, low=1)
         check_interval(self.test_frac, "test_frac", "compare", low=0, high=1, closed="neither")
@@ -154,6 +171,18 @@ class CompareConfig:
             return []
         declared = _declared(strategy)
         return [p for p in self.refine.selector_params if _key(p) is None or _key(p) in declared]
+
+
+def check_range(cfg: Any, name: str, owner: str) -> None:
+    """Check an int field against the ``range`` its metadata declares (the bounds its CLI option shows).
+
+    >>> RefineConfig(cap=0)
+    Traceback (most recent call last):
+    ...
+    marsctl.errors.ConfigError: The 'cap' parameter of refine must be an int in the range [1, 100000]. Got 0 instead.
+    """
+    low, high = next(f for f in dataclasses.fields(cfg) if f.name == name).metadata["range"]
+    check_interval(getattr(cfg, name), name, owner, kind=int, low=low, high=high)
 
 
 def _declared(selector: str) -> set[str]:

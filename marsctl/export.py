@@ -68,7 +68,7 @@ def _graph(head: Any, blocks: list[str], members: list[Any], length: bool) -> An
     """The torch module traced into the graph (the head's modules in eval mode, inside)."""
     import torch
 
-    st = head.encoder._load()
+    st = head.encoder.torch.load()
     for m in members:
         m.eval()
 
@@ -155,9 +155,9 @@ def _check_agrees(head: Any, path: Path) -> float:
     """The largest |reward difference| of the file at ``path`` to the head's own scores on probe pairs."""
     from tokenizers import Tokenizer
 
-    from marsctl.encoders import _session
+    from marsctl.embed import onnx_session
 
-    session = _session(path)
+    session = onnx_session(path)
     tok = Tokenizer.from_str(tokenizer_json(head))
     prompts, responses = [p for p, _ in PROBE_PAIRS], [r for _, r in PROBE_PAIRS]
     got = run_onnx(session, tok, prompts, responses, head.encoder.max_seq_length)
@@ -193,9 +193,9 @@ def _write_graph(head: Any, model_dir: Path, dest: Path) -> None:
 
     import torch
 
-    from marsctl.encoders import _require
+    from marsctl.embed import require
 
-    onnx = _require("onnx")
+    onnx = require("onnx")
     blocks = _features_of(head)
     members, length = _network(head)
     inputs, outputs = _names(blocks, length)
@@ -231,14 +231,15 @@ def export_onnx(model_dir: str | Path, output: str | Path) -> dict[str, Any]:
         ``output``, the graph's ``inputs`` and ``outputs``, ``bytes`` and ``max_abs_diff`` (to the head's
         own scores on probe pairs; the file is refused above ``TOLERANCE``).
     """
-    from marsctl.encoders import _require
+    from marsctl.atomic import deliver, scratch_file, write_failed
+    from marsctl.embed import require
     from marsctl.modeldir import load_head
-    from marsctl.outputs import check_file_output, deliver, is_special, scratch_file, write_failed
+    from marsctl.outputs import check_file_output, is_special
 
     target = Path(output)
     check_file_output(target, [model_dir])
-    _require("onnxruntime")
-    _require("tokenizers")
+    require("onnxruntime")
+    require("tokenizers")
     head = load_head(model_dir)
     blocks = _features_of(head)
     inputs, outputs = _names(blocks, _network(head)[1])

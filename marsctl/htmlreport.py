@@ -7,10 +7,9 @@ whatever diagnostics ``eval`` recorded, the guard's decisions and a plain-words 
 nothing: no script, no stylesheet, no font or image from anywhere but itself. Every text from the run
 folder is escaped.
 
-The run folder is only read, through :mod:`marsctl.rundir`'s checked reader (nothing outside the
-folder, every field the page uses checked, so a damaged folder is one error naming the file and
-field); the report is written atomically, and an existing file is replaced only
-when it is a report marsctl wrote (its ``<meta name="generator">``).
+It renders what it is given: a folder as :mod:`marsctl.rundir` read and checked it, the figures as
+PNG bytes and the verdicts of :mod:`marsctl.verdict`. Reading the folder, drawing the figures and
+deciding where the page goes are :mod:`marsctl.render`'s.
 """
 
 from __future__ import annotations
@@ -18,16 +17,17 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from marsctl import report as tables
-from marsctl.errors import ConfigError
+from marsctl.verdict import compare_verdict, refine_verdict
 
-REPORT_NAME = "report.html"
+if TYPE_CHECKING:
+    from marsctl.rundir import CompareData, RefineData
+
 GENERATOR = '<meta name="generator" content="marsctl report">'  # marks a page marsctl may replace
 # eval's headline metrics (shown in one table); every other key of a round's "eval" is shown as its own section.
 CORE_EVAL = ("n", "accuracy", "accuracy_ci95", "ties", "roc_auc", "margin_snr", "margin_mean", "margin_std",
@@ -43,76 +43,18 @@ code{background:#f2f2f2;padding:0 3px}.muted{color:#666}
 """
 
 
-# -- which folder ------------------------------------------------------------------------------------
-def run_kind(run_dir: Path) -> str:
-    """'compare' or 'refine' for a run folder; a ConfigError for anything else."""
-    if not run_dir.is_dir():
-        msg = f"{run_dir}: not a directory (give a refine or compare run folder)"
-        raise ConfigError(msg)
-    if (run_dir / "compare.json").is_file() or (run_dir / "report.json").is_file():
-        if not (run_dir / "report.json").is_file():
-            msg = f"{run_dir}: the compare run has not finished (no report.json)"
-            raise ConfigError(msg, hint="run the same marsctl compare again to finish it (it resumes)")
-        return "compare"  # a saved compare summary (report.json alone) too
-    if (run_dir / "manifest.json").is_file():
-        return "refine"
-    msg = f"{run_dir}: not a marsctl run folder (no manifest.json or compare.json)"
-    raise ConfigError(msg, hint="give the --out folder of a refine or compare run")
+# -- the page ---------------------------------------------------------------------------------------------
+def refine_page(data: RefineData, summary: dict[str, Any], pngs: dict[str, bytes]) -> str:
+    """The report page of a refine folder (``summary``: ``rundir.summary`` of it; ``pngs``: its figures)."""
+    return _page("refine", data.dir, _refine_body(data, summary, pngs))
 
 
-def check_report_output(path: str | Path) -> None:
-    """Refuse an output that is a directory or an existing file marsctl did not write as a report."""
-    from marsctl.outputs import check_file_output, check_special, is_special
-
-    p = Path(path)
-    if str(path) == "-" or is_special(p):
-        check_special(p)  # a socket or a disk is refused; other devices and pipes are written in place
-        return
-    check_file_output(p, flag="-o")
-    if p.exists() and not _is_marsctl_report(p):
-        msg = f"{p} exists and is not a report marsctl wrote; it is left as it is"
-        raise ConfigError(msg, hint="move it away, or write the report elsewhere with -o FILE")
+def compare_page(data: CompareData, pngs: dict[str, bytes]) -> str:
+    """The report page of a compare folder (``pngs``: its figures)."""
+    return _page("compare", data.dir, _compare_body(data, pngs))
 
 
-def _is_marsctl_report(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096)
-    except OSError:
-        return False
-    return GENERATOR.encode() in head
-
-
-def write_report(run_dir: str | Path, output: str | Path | None = None, *,
-                 pngs: dict[str, bytes] | None = None) -> str:
-    """Write the HTML report of a run folder (default ``RUN_DIR/report.html``; '-': stdout); return where.
-
-    ``pngs`` are figures already rendered by the caller (refine and compare pass the ones they wrote);
-    without them the figures are drawn from the folder's files.
-    """
-    from marsctl.jsonio import atomic_writer, write_stdout
-
-    run_dir = Path(run_dir)
-    target = run_dir / REPORT_NAME if output is None else output
-    if output is None and os.path.lexists(target):  # never follow a link out of the folder, even to check it
-        from marsctl.rundir import inside_folder
-
-        inside_folder(Path(target), run_dir)
-    check_report_output(target)
-    page = build_report(run_dir, pngs=pngs)
-    if str(target) == "-":
-        write_stdout(page)
-        return "stdout"
-    with atomic_writer(target) as fh:
-        fh.write(page)
-    return str(target)
-
-
-def build_report(run_dir: str | Path, *, pngs: dict[str, bytes] | None = None) -> str:
-    """The report page of a refine or compare run folder (HTML text)."""
-    run_dir = Path(run_dir)
-    kind = run_kind(run_dir)
-    body = _compare_body(run_dir, pngs) if kind == "compare" else _refine_body(run_dir, pngs)
+def _page(kind: str, run_dir: Path, body: list[str]) -> str:
     title = f"marsctl {kind} report: {run_dir}"
     return "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', GENERATOR,
@@ -246,15 +188,8 @@ def _synonym_text(sources: dict[str, int]) -> str:
 
 
 # -- refine ----------------------------------------------------------------------------------------------
-def _refine_body(run_dir: Path, pngs: dict[str, bytes] | None) -> list[str]:
-    from marsctl import plots
-    from marsctl.rundir import refine_data, summary
-
-    data = refine_data(run_dir)  # every file the page and the figures use, checked
+def _refine_body(data: RefineData, summ: dict[str, Any], pngs: dict[str, bytes]) -> list[str]:
     manifest, metrics = data.manifest, data.metrics
-    summ = summary(run_dir, data)
-    if pngs is None:
-        pngs = plots.refine_pngs(run_dir, data)
     lb = summ.get("length_baseline")
     baseline = ""
     if lb:
@@ -335,64 +270,9 @@ def _guard_text(guard: dict[str, Any] | None) -> str:
     return f"failed ({'; '.join(guard.get('reasons') or [])}): {rejected} replaced by uniform"
 
 
-def refine_verdict(metrics: dict[int, dict[str, Any]]) -> tuple[list[str], bool]:
-    """Plain-words lines on a refine run (did the last round beat round 0 beyond noise?), and a warning flag."""
-    from marsctl.metrics import paired_difference
-
-    evals = {k: m for k, m in metrics.items() if m.get("eval")}
-    if not evals:
-        return ["No held-out file: the rounds were compared on training data only, so this run cannot say "
-                "whether refinement helped. Run it with --eval HELDOUT.jsonl."], True
-    first, last = min(evals), max(evals)
-    a0, a1 = evals[first]["eval"]["accuracy"], evals[last]["eval"]["accuracy"]
-    lines = [f"Held-out accuracy: round {first} {a0:.4f}, round {last} {a1:.4f}."]
-    warn = False
-    if last != first and evals[first].get("eval_margins") and evals[last].get("eval_margins"):
-        c0 = [1.0 if x > 0 else 0.0 for x in evals[first]["eval_margins"]]
-        c1 = [1.0 if x > 0 else 0.0 for x in evals[last]["eval_margins"]]
-        d = paired_difference([c1], [c0])
-        lines.append(f"Round {last} vs round {first}: Δ {tables.format_paired(d).rsplit(' (', 1)[0]} points "
-                     f"(paired 95% bootstrap CI over the same held-out pairs): {_noise_words(d)}.")
-        warn = d["ci95"][1] < 0
-    lb = evals[last]["eval"].get("length_baseline")
-    if lb:
-        longer, _ = tables.length_baseline_text(lb)
-        side = "above" if a1 > lb["longer"] else "not above"
-        lines.append(f"Picking the longer response scores {longer} on these pairs; the final model is {side} it.")
-        warn = warn or a1 <= lb["longer"]
-    fallbacks = sum(1 for m in metrics.values() if ((m.get("selection") or {}).get("guard") or {}).get("passed")
-                    is False)
-    if fallbacks:
-        lines.append(f"The guard replaced {fallbacks} selection{'s' if fallbacks != 1 else ''} by uniform.")
-    return lines, warn
-
-
-def _noise_words(d: dict[str, Any]) -> str:
-    """'beyond noise (better)' when a paired 95% CI excludes 0, else 'within noise (the CI includes 0)'."""
-    lo, hi = d["ci95"]
-    if lo > 0:
-        return "better, beyond noise (the CI excludes 0)"
-    if hi < 0:
-        return "worse, beyond noise (the CI excludes 0)"
-    return "within noise (the CI includes 0)"
-
-
 # -- compare ---------------------------------------------------------------------------------------------
-def compare_results(run_dir: Path) -> list[dict[str, Any]]:
-    """runs.jsonl's rows, checked, each pointed at its run folder under ``run_dir`` (``rundir.compare_results``)."""
-    from marsctl.rundir import compare_results as rows
-
-    return rows(run_dir)
-
-
-def _compare_body(run_dir: Path, pngs: dict[str, bytes] | None) -> list[str]:
-    from marsctl import plots
-    from marsctl.rundir import compare_data
-
-    data = compare_data(run_dir)  # every file the page and the figures use, checked
+def _compare_body(data: CompareData, pngs: dict[str, bytes]) -> list[str]:
     info, rep, results = data.info, data.report, data.results
-    if pngs is None:
-        pngs = plots.compare_pngs(results, rep, root=run_dir)
     lines, warn = compare_verdict(rep)
     body = [*_section("Verdict", _verdict(lines, warn))]
     for protocol in rep["protocols"]:
@@ -409,35 +289,9 @@ def _compare_body(run_dir: Path, pngs: dict[str, bytes] | None) -> list[str]:
         *_section("Held-out diagnostics (last round, mean over seeds)", *_compare_eval_html(rep, results, finals)),
         *_section("The guard's decisions", _compare_guard_html(rep, results)),
         *_section("Settings", kv_table(info.get("config") or rep["config"])),
-        *_section("Provenance", *_compare_provenance(run_dir, info, results, finals, manifests)),
+        *_section("Provenance", *_compare_provenance(data.runs_dir, info, results, finals, manifests)),
     ]
     return body
-
-
-def compare_verdict(rep: dict[str, Any]) -> tuple[list[str], bool]:
-    """Plain words per protocol: the best strategy, and whether its Δ vs none and vs uniform is beyond noise."""
-    lines = []
-    warn = False
-    for protocol, rows in rep["protocols"].items():
-        best = max(rows, key=lambda st: rows[st]["accuracy_mean"])
-        r = rows[best]
-        tied = [st for st in rows if st != best and rows[st]["accuracy_mean"] == r["accuracy_mean"]]
-        head = (f"{tables.PROTOCOL_SHORT.get(protocol, protocol)}: the best strategy is {best} "
-                f"({100 * r['accuracy_mean']:.1f} % mean held-out accuracy over {r['seeds']} seeds"
-                f"{', tied with ' + ', '.join(tied) if tied else ''}).")
-        parts = [head]
-        for ref in ("none", "uniform"):
-            d = r.get(f"vs_{ref}")
-            if d:
-                parts.append(f"Against {ref}: {tables.format_paired(d)} points (wins/losses over seeds), "
-                             f"{_noise_words(d)}.")
-        if not any(r.get(f"vs_{ref}") for ref in ("none", "uniform")):
-            parts.append("There is no none or uniform run to compare it with.")
-        if best == "none":
-            parts.append("No augmentation strategy beat training on the base pairs alone.")
-            warn = True
-        lines.append(" ".join(parts))
-    return lines, warn
 
 
 def _compare_eval_html(rep: dict[str, Any], results: Sequence[dict[str, Any]],
@@ -476,7 +330,7 @@ def _compare_guard_html(rep: dict[str, Any], results: Sequence[dict[str, Any]]) 
     return html_table(["protocol", "strategy", "seed", "round", "guard"], rows)
 
 
-def _compare_provenance(run_dir: Path, info: dict[str, Any], results: Sequence[dict[str, Any]],
+def _compare_provenance(runs_dir: Path, info: dict[str, Any], results: Sequence[dict[str, Any]],
                         finals: Sequence[tuple[dict[str, Any], dict[int, dict[str, Any]]]],
                         manifests: Sequence[dict[str, Any]]) -> list[str]:
     files = [["input", info.get("input", "not recorded"), info.get("input_sha256") or "not recorded"]]
@@ -493,5 +347,5 @@ def _compare_provenance(run_dir: Path, info: dict[str, Any], results: Sequence[d
         else "<p>Not recorded (the runs' folders are not there).</p>",
         _synonym_text(_synonym_sources(all_metrics)),
         "<h3>Libraries</h3>", _libraries(info.get("libraries")),
-        f"<p>compare started {_e(info.get('started', '?'))}; {len(results)} runs in {_e(run_dir / 'runs')}.</p>",
+        f"<p>compare started {_e(info.get('started', '?'))}; {len(results)} runs in {_e(runs_dir)}.</p>",
     ]

@@ -1,21 +1,12 @@
 """The MARS loop: R × (train → score → select → augment → merge), one folder per finished round.
 
-Layout of a run directory::
-
-    manifest.json            settings, seeds, input sha256s, plugin versions, finished rounds
-    round-0/                 train.jsonl (base pairs), model/, scored.jsonl, metrics.json
-    round-k/ (k ≥ 1)         suspect.jsonl (with --noise: pairs the cross-fitted margins flag as likely
-                             mislabeled, with those margins and the reason),
-                             selected.jsonl (base pairs scored by round k−1's model, with budgets),
-                             synthetic.jsonl, train.jsonl (base ∪ synthetic), model/ (initialised from
-                             round k−1's), scored.jsonl, metrics.json
-    summary.json, summary.md
-    .marsctl.lock            flock'ed by the process writing the folder (``rundir.run_lock``): a second is refused
-
-A round is built in ``round-k.partial/`` and renamed when complete (metrics.json written last), so a
-finished round holds every file of its round (``rundir.finished_rounds`` checks), is never
-rewritten, and an interrupted run loses nothing that finished; ``resume=True`` continues after the
-last finished round and gives the same result as an uninterrupted run.
+The folder's layout is :mod:`marsctl.rundir`'s: a round is built in ``round-k.partial/`` and renamed
+when complete (metrics.json written last), so a finished round holds every file of its round
+(``rundir.finished_rounds`` checks), is never rewritten, and an interrupted run loses nothing that
+finished; ``resume=True`` continues after the last finished round and gives the same result as an
+uninterrupted run. The loop writes data only (the rounds, the manifest, summary.json and summary.md);
+the figures and report.html are the rendering step's (:mod:`marsctl.render`; :mod:`marsctl.runs`'s
+``RefineRun`` is this one with that step added).
 
 One head object serves a round: round k−1's head scores the base pairs once, fills West-of-N pools,
 judges semantic rewrites and scores novelty, then round k trains it on (``steps.train(init=head)``).
@@ -25,22 +16,22 @@ Only a resumed run loads a model from disk, once.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from marsctl import registry, report, rundir, steps, ui
+from marsctl import augmentation, registry, report, rundir, steps, ui
+from marsctl.atomic import write_json
 from marsctl.checks import check_budget, report_identical
 from marsctl.config import NONE, RefineConfig
 from marsctl.errors import ConfigError, DataError
-from marsctl.jsonio import write_json, write_records
 from marsctl.metrics import curvature_trace, curvature_weight, evaluate, pairwise_accuracy
 from marsctl.modeldir import load_head
 from marsctl.plugin import Head
 from marsctl.provenance import library_versions
-from marsctl.records import count_identical, is_identical, read_pairs, records_sha256
+from marsctl.records import count_identical, is_identical, read_pairs, records_sha256, write_records
+from marsctl.runlock import run_lock
 from marsctl.selection import crossfit_margins, noise_flags, noise_weights, novelty, select_guarded
 from marsctl.stats import derive_seed
 from marsctl.version import FORMAT_VERSION, __version__
@@ -131,26 +122,27 @@ class RefineRun:
         return rundir.finished_rounds(self.out)
 
     # -- the loop ----------------------------------------------------------------------------------
-    def run(self, resume: bool = False, *, plots_and_report: bool = True) -> dict[str, Any]:
-        """Run (or continue) every round; returns the summary.
-
-        With ``plots_and_report`` (compare's runs go without) the figures and report.html are written last.
-        """
-        from marsctl.htmlreport import REPORT_NAME, check_report_output
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        """Run (or continue) every round; returns the summary."""
         from marsctl.outputs import check_run_dir
 
-        if plots_and_report:
-            check_report_output(self.out / REPORT_NAME)  # before any work: a report.html marsctl did not write stays
+        self.check_outputs()
         check_run_dir(self.out)  # before the lock creates the folder: a file, or a folder of something else, stays
-        with rundir.run_lock(self.out):  # held to the end: a second refine on this folder is refused
-            return self._run(resume, plots_and_report)
+        with run_lock(self.out):  # held to the end: a second refine on this folder is refused
+            return self._run(resume)
 
-    def _run(self, resume: bool, plots_and_report: bool) -> dict[str, Any]:
+    def check_outputs(self) -> None:
+        """Before any work: refuse an output besides the folder's data that the run would replace (none here)."""
+
+    def finish(self) -> None:
+        """Last, with the folder still locked and the summary written: nothing here (``runs.RefineRun`` renders)."""
+
+    def _run(self, resume: bool) -> dict[str, Any]:
         """``run`` with the folder locked."""
         from marsctl.embed import encoder_stats  # numpy: not at import (the CLI reads RefineConfig for --help)
 
         manifest, done = self._open(resume)
-        mpath = self.out / "manifest.json"
+        mpath = self.out / rundir.MANIFEST_JSON
         start = (max(done) + 1) if done else 0
         if done:
             ui.info(f"resuming {self.out}: rounds 0..{max(done)} finished, continuing at round {start}")
@@ -162,8 +154,8 @@ class RefineRun:
             emb1 = encoder_stats()
             manifest["rounds_finished"].append(k)
             if "noise" in metrics:
-                manifest["suspects"][f"round-{k}"] = metrics["noise"]["flagged"]
-            manifest["timing"][f"round-{k}"] = {
+                manifest["suspects"][rundir.round_name(k)] = metrics["noise"]["flagged"]
+            manifest["timing"][rundir.round_name(k)] = {
                 "seconds": round(time.perf_counter() - t0, 2),
                 "embed_seconds": round(emb1["embed_seconds"] - emb0["embed_seconds"], 2),
                 "texts_embedded": int(emb1["misses"] - emb0["misses"]),
@@ -172,31 +164,23 @@ class RefineRun:
             write_json(manifest, mpath)
             self._print_round(metrics)
         summary = rundir.summary(self.out)
-        write_json(summary, self.out / "summary.json")
-        report.write_summary(summary, self.out / "summary.md")
+        write_json(summary, self.out / rundir.SUMMARY_JSON)
+        report.write_summary(summary, self.out / rundir.SUMMARY_MD)
         report.print_summary(summary)
-        if plots_and_report:
-            self.write_report()
+        self.finish()
         return summary
-
-    def write_report(self) -> None:
-        """The run's figures and report.html in its folder (``marsctl report`` writes the same page)."""
-        from marsctl import htmlreport, plots
-
-        path = htmlreport.write_report(self.out, pngs=plots.refine_plots(self.out))
-        ui.info(f"report: {path}")
 
     def _open(self, resume: bool) -> tuple[dict[str, Any], list[int]]:
         """Check the run directory, write the manifest; returns it and the finished rounds.
 
         A run already there is continued only with ``resume`` and the same settings (``rundir.check_resume``).
-        Called with the folder locked (``rundir.run_lock``), so the folder is checked again here: another
+        Called with the folder locked (``runlock.run_lock``), so the folder is checked again here: another
         process may have written it between ``run``'s first check and the lock.
         """
         from marsctl.outputs import check_run_dir
 
         manifest = self._manifest()
-        mpath = self.out / "manifest.json"
+        mpath = self.out / rundir.MANIFEST_JSON
         has_run = check_run_dir(self.out)
         done = self.finished_rounds() if has_run else []
         if has_run:
@@ -215,47 +199,46 @@ class RefineRun:
         if self.heldout is None:
             ui.warn("no --eval file: rounds are compared on training data only (no held-out accuracy)")
         self.out.mkdir(parents=True, exist_ok=True)
-        for stale in self.out.glob("round-*.partial"):
-            shutil.rmtree(stale)
+        rundir.clear_partials(self.out)
         write_json(manifest, mpath)
         return manifest, done
 
     def _load_finished(self, k: int) -> Finished:
         """Finished round k from its folder (when resuming): its model, loaded once, and its scored pairs."""
-        d = self.out / f"round-{k}"
-        return Finished(d, load_head(d / "model"), read_pairs(d / "scored.jsonl"))
+        d = rundir.round_dir(self.out, k)
+        return Finished(d, load_head(d / rundir.MODEL_DIR), read_pairs(d / rundir.SCORED_JSONL))
 
     def _round(self, k: int, prev: Finished | None) -> tuple[dict[str, Any], Finished]:
         """Build round k in its .partial folder from round k−1's state; returns its metrics and its state."""
         cfg = self.config
-        tmp = self.out / f"round-{k}.partial"
-        tmp.mkdir(parents=True)
+        tmp = rundir.start_round(self.out, k)
         try:
             metrics: dict[str, Any] = {"round": k}
             noise = self._noise(k, prev, tmp, metrics) if prev and cfg.noise != "off" else None
             extra = self._augment_round(k, prev, tmp, metrics, noise) if prev and cfg.strategy != NONE else []
             train_set = self.base + extra if noise is None else noise.training_rows(self.base + extra)
-            write_records(train_set, tmp / "train.jsonl")
+            write_records(train_set, tmp / rundir.TRAIN_JSONL)
             head = steps.train(train_set, head=cfg.head, params=None if prev else cfg.head_params,
                                epochs=self._epochs(train_set, k), seed=derive_seed(cfg.seed, "train", k),
-                               init=prev.head if prev else None, init_name=str(prev.dir / "model") if prev else None,
+                               init=prev.head if prev else None,
+                               init_name=str(prev.dir / rundir.MODEL_DIR) if prev else None,
                                warn_identical=False)
-            head.save(tmp / "model")
+            head.save(tmp / rundir.MODEL_DIR)
             scored = head.score(self.base)  # once: scored.jsonl, the metrics, and round k+1's selection
-            write_records(scored, tmp / "scored.jsonl")
+            write_records(scored, tmp / rundir.SCORED_JSONL)
             metrics.update(self._train_metrics(head, train_set, scored, extra))
             if self.heldout is not None:
                 scored_held = head.score(self.heldout)
                 metrics["eval"] = evaluate(scored_held, seed=cfg.seed)
                 metrics["eval_margins"] = [r["pred_margin"] for r in scored_held]
-            write_json(metrics, tmp / "metrics.json")
-            tmp.rename(self.out / f"round-{k}")
+            write_json(metrics, tmp / rundir.METRICS_JSON)
+            done = rundir.finish_round(self.out, k)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            rundir.discard_round(self.out, k)
             raise
         # Without the input's line numbers: round k+1 names scored.jsonl in its messages, and its lines. A chat
         # row keeps its messages (``_source``): selected.jsonl and its synthetic rows are written as chat.
-        return metrics, Finished(self.out / f"round-{k}", head, [_without_line(r) for r in scored])
+        return metrics, Finished(done, head, [_without_line(r) for r in scored])
 
     def _epochs(self, train_set: list[dict[str, Any]], k: int) -> int | None:
         """Epochs for round k: the configured ones, or scaled so optimiser steps match base-only training."""
@@ -274,14 +257,14 @@ class RefineRun:
             return noise.scored
         if not cfg.crossfit:
             return prev.scored
-        return crossfit_margins(prev.scored, read_pairs(prev.dir / "train.jsonl"), cfg.crossfit, head=cfg.head,
+        return crossfit_margins(prev.scored, read_pairs(prev.dir / rundir.TRAIN_JSONL), cfg.crossfit, head=cfg.head,
                                 params=cfg.head_params, epochs=cfg.epochs,
                                 seed=lambda f: derive_seed(cfg.seed, "crossfit", k, f))
 
     def _noise(self, k: int, prev: Finished, tmp: Path, metrics: dict[str, Any]) -> Noise:
         """Cross-fit round k−1's training rows over prompt-grouped folds; flag, weight, write suspect.jsonl."""
         cfg = self.config
-        cf = crossfit_margins(prev.scored, read_pairs(prev.dir / "train.jsonl"), cfg.noise_folds, head=cfg.head,
+        cf = crossfit_margins(prev.scored, read_pairs(prev.dir / rundir.TRAIN_JSONL), cfg.noise_folds, head=cfg.head,
                               params=cfg.head_params, epochs=cfg.epochs,
                               seed=lambda f: derive_seed(cfg.seed, "noise", k, f))
         margins = [r["pred_margin"] for r in cf]
@@ -289,7 +272,7 @@ class RefineRun:
         weights = noise_weights(margins, flags, cfg.noise, sd)
         suspects = [self._suspect(i, m, sd, w) for i, (m, f, w) in enumerate(zip(margins, flags, weights, strict=True))
                     if f]
-        write_records(suspects, tmp / "suspect.jsonl")
+        write_records(suspects, tmp / rundir.SUSPECT_JSONL)
         metrics["noise"] = {"mode": cfg.noise, "threshold": cfg.noise_threshold, "folds": cfg.noise_folds,
                             "crossfit_margin_std": round(sd, 6), "flagged": len(suspects),
                             "dropped": len(suspects) if cfg.noise == "drop" else 0,
@@ -330,23 +313,23 @@ class RefineRun:
         """Select on round k−1's margins, augment, and return this round's synthetic pairs."""
         cfg = self.config
         select_args = {"budget": self.budget, "seed": derive_seed(cfg.seed, "select", k), "cap": cfg.cap,
-                       "mix": cfg.mix_uniform, "name": str(prev.dir / "scored.jsonl")}
+                       "mix": cfg.mix_uniform, "name": str(prev.dir / rundir.SCORED_JSONL)}
         selected, sel = self._select(k, self._margins_for_selection(k, prev, noise), noise, select_args)
-        write_records(selected, tmp / "selected.jsonl")
+        write_records(selected, tmp / rundir.SELECTED_JSONL)
         pool_seed = cfg.seed if cfg.pool_seed is None else cfg.pool_seed
-        aug = steps.make_augmenter(cfg.backend, cfg.augment_params, seed=pool_seed, draw_seed=cfg.seed)
+        aug = augmentation.make_augmenter(cfg.backend, cfg.augment_params, seed=pool_seed, draw_seed=cfg.seed)
         with ui.progress(f"round {k}: augment ({cfg.backend})",
                          sum(1 for r in selected if r["budget"] > 0), "pairs") as advance:
-            synthetic, aug_stats = steps.augment(selected, aug, round=k, model=prev.head, progress=advance,
+            synthetic, aug_stats = augmentation.augment(selected, aug, round=k, model=prev.head, progress=advance,
                                                  semantic_tries=cfg.semantic_tries)
-        write_records(synthetic, tmp / "synthetic.jsonl")
+        write_records(synthetic, tmp / rundir.SYNTHETIC_JSONL)
         sel["novelty"] = novelty(selected, synthetic, prev.head)
         metrics["selection"] = sel
         metrics["augment"] = aug_stats
         rows: list[dict[str, Any]] = []
         if cfg.merge == "accumulate":
             for j in range(1, k):
-                rows += read_pairs(self.out / f"round-{j}" / "synthetic.jsonl", allow_empty=True)
+                rows += read_pairs(rundir.round_dir(self.out, j) / rundir.SYNTHETIC_JSONL, allow_empty=True)
         return rows + synthetic
 
     @staticmethod
@@ -383,13 +366,3 @@ def _without_line(rec: dict[str, Any]) -> dict[str, Any]:
     """A record without its input line (``_line``); the rest, a chat row's messages (``_source``) too, is kept."""
     return {k: v for k, v in rec.items() if k != "_line"}
 
-
-def refine(pairs: list[dict[str, Any]], out: str | Path, *, heldout: list[dict[str, Any]] | None = None,
-           resume: bool = False, **settings: Any) -> dict[str, Any]:
-    """Run the MARS loop into run directory ``out`` (``settings``: RefineConfig fields); returns the summary."""
-    known = {f.name for f in dataclasses.fields(RefineConfig)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        msg = f"refine: unknown setting {unknown[0]!r}"
-        raise ConfigError(msg, hint=f"settings are RefineConfig fields: {', '.join(sorted(known))}")
-    return RefineRun(pairs, out, RefineConfig(**settings), heldout=heldout).run(resume=resume)

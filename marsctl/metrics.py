@@ -1,4 +1,9 @@
-"""Evaluation metrics, computed over the whole file (never a mean of batch means)."""
+"""Evaluation metrics of a scored file: accuracy with its CI, AUC, margin and reward figures, per subset.
+
+Every figure is computed over the whole file (never a mean of batch means). :func:`evaluate` gathers
+them with the length figures (:mod:`marsctl.lengths`), calibration (:mod:`marsctl.calibration`) and
+RewardBench's scores (:mod:`marsctl.rewardbench`).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from marsctl.calibration import ECE_BINS
+from marsctl.lengths import length_baseline, length_diagnostics
 from marsctl.rewardbench import REWARDBENCH_COUNTS, best_of_n, rewardbench_sections, section_of
 from marsctl.stats import bootstrap_ci, logistic
 
-# numpy is imported inside each function: the CLI reads the refine and compare configs at start-up
-# (for --help) through marsctl.loop, which imports this module.
+# numpy is imported inside each function, so that importing this module stays cheap.
 
 
 def pairwise_accuracy(margins: Sequence[float]) -> float:
@@ -86,50 +91,6 @@ def curvature_trace(margins: Sequence[float], delta_h: Any) -> float:
     return float((p * (1 - p) * sq).mean()) if len(m) else float("nan")
 
 
-def response_lengths(row: dict[str, Any]) -> tuple[int, int]:
-    """Characters in a row's chosen and rejected responses; a slim row (texts dropped) carries them.
-
-    A row from which the texts were dropped to save memory (:func:`slim_row`) keeps the lengths as
-    ``_len_chosen`` and ``_len_rejected``.
-
-    >>> response_lengths({"chosen": "abc", "rejected": "a"})
-    (3, 1)
-    >>> response_lengths(slim_row({"prompt": "p", "chosen": "ab", "rejected": ""}))
-    (2, 0)
-    """
-    if "_len_chosen" in row:
-        return row["_len_chosen"], row["_len_rejected"]
-    return len(row["chosen"]), len(row["rejected"])
-
-
-SLIM_FIELDS = ("_len_chosen", "_len_rejected", "_identical")  # what slim_row keeps of the texts
-
-
-def slim_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A row without its prompt and response texts, keeping the response lengths the metrics need.
-
-    It also keeps ``_identical`` (chosen == rejected, ``records.is_identical``), which select reports.
-    """
-    from marsctl.records import is_identical
-
-    lc, lr = response_lengths(row)
-    out = {k: v for k, v in row.items() if k not in ("prompt", "chosen", "rejected")}
-    out["_len_chosen"], out["_len_rejected"] = lc, lr
-    out["_identical"] = is_identical(row)
-    return out
-
-
-def length_baseline(records: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Accuracy of 'pick the longer response' and 'pick the shorter' on the same rows (ties: neither)."""
-    import numpy as np
-
-    lengths = [response_lengths(r) for r in records]
-    lc = np.array([c for c, _ in lengths])
-    lr = np.array([r for _, r in lengths])
-    return {"longer": float((lc > lr).mean()), "shorter": float((lc < lr).mean()),
-            "ties": float((lc == lr).mean())}
-
-
 LENGTH_PARTS = ("quality_chosen", "quality_rejected", "length_chosen", "length_rejected")
 
 
@@ -152,6 +113,8 @@ def length_term_accuracy(rows: Sequence[dict[str, Any]]) -> dict[str, float] | N
 
 MARGIN_QUANTILES = (5, 25, 50, 75, 95)  # percent
 MARGIN_BUCKETS = 4  # equal-mass buckets of |Δ| for accuracy by margin
+
+
 def margin_quantiles(margins: Sequence[float]) -> dict[str, float] | None:
     """The 5/25/50/75/95 % quantiles of Δ (numpy's linear interpolation), keyed by percent.
 
@@ -182,46 +145,6 @@ def accuracy_by_margin(margins: Sequence[float], n_buckets: int = MARGIN_BUCKETS
     return [{"n": len(b), "abs_margin": [float(a[b].min()), float(a[b].max())],
              "accuracy": float((m[b] > 0).mean())}
             for b in np.array_split(np.argsort(a, kind="stable"), min(n_buckets, len(m)))]
-
-
-def correlation(x: Any, y: Any) -> dict[str, float | None]:
-    """Spearman and Pearson correlation of x and y (scipy.stats); None where either is constant or n < 3.
-
-    >>> correlation([1, 2, 3, 4], [1, 4, 9, 16])["spearman"]
-    1.0
-    """
-    import numpy as np
-    from scipy import stats
-
-    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(xa) < 3 or np.ptp(xa) == 0 or np.ptp(ya) == 0:
-        return {"spearman": None, "pearson": None}
-    return {"spearman": float(stats.spearmanr(xa, ya).statistic), "pearson": float(stats.pearsonr(xa, ya).statistic)}
-
-
-def _share(correct: Any, mask: Any) -> dict[str, Any]:
-    n = int(mask.sum())
-    return {"n": n, "accuracy": float(correct[mask].mean()) if n else None}
-
-
-def length_diagnostics(rows: Sequence[dict[str, Any]], margins: Any) -> dict[str, Any]:
-    """Reward against response length (characters), and accuracy by which response of the pair is longer.
-
-    ``reward_vs_length`` pools chosen and rejected responses; ``margin_vs_length_difference`` is Δ against
-    len(chosen) − len(rejected). Read ``chosen_longer``/``chosen_shorter`` beside the length baseline.
-    """
-    import numpy as np
-
-    lengths = np.array([response_lengths(r) for r in rows], dtype=float).reshape(-1, 2)
-    rewards = np.array([(r["score_chosen"], r["score_rejected"]) for r in rows], dtype=float).reshape(-1, 2)
-    m = np.asarray(margins, dtype=float)
-    correct = (m > 0).astype(float)
-    diff = lengths[:, 0] - lengths[:, 1]
-    return {"unit": "characters",
-            "reward_vs_length": correlation(lengths.ravel(), rewards.ravel()),
-            "margin_vs_length_difference": correlation(diff, m),
-            "chosen_longer": _share(correct, diff > 0), "chosen_shorter": _share(correct, diff < 0),
-            "equal_length": _share(correct, diff == 0)}
 
 
 def reward_diagnostics(rows: Sequence[dict[str, Any]], margins: Any) -> dict[str, Any]:
@@ -276,7 +199,7 @@ def evaluate(scored: Sequence[dict[str, Any]], *, seed: int = 0, n_boot: int = 2
     """All held-out metrics for scored records (rows with score_chosen, score_rejected, pred_margin).
 
     Every figure needs only those fields, ``p_chosen``, ``subset``, ``group_id`` and the response lengths
-    (:func:`response_lengths`), so slim rows (:func:`slim_row`) serve as well as full ones.
+    (``lengths.response_lengths``), so slim rows (``lengths.slim_row``) serve as well as full ones.
 
     Parameters
     ----------
@@ -335,88 +258,3 @@ def _headline(scored: Sequence[dict[str, Any]], margins: Any, *, seed: int, n_bo
     }
 
 
-def paired_difference(a: Sequence[Any], b: Sequence[Any], *, n_boot: int = 2000,
-                      seed: int = 0) -> dict[str, Any]:
-    """Mean accuracy difference a − b over seeds, with a 95% CI from a two-level bootstrap.
-
-    ``a[s]`` and ``b[s]`` are 0/1 correctness vectors over the same test pairs of seed s. Each
-    resample draws seeds with replacement, then test pairs with replacement inside each seed
-    (the same pairs for both strategies, which is what makes the comparison paired).
-    """
-    import numpy as np
-
-    from marsctl.params import MAX_N_BOOT, check_interval, check_seed
-
-    check_seed(seed, "seed", "the paired bootstrap")
-    check_interval(n_boot, "n_boot", "the paired bootstrap", kind=int, low=1, high=MAX_N_BOOT)
-    rng = np.random.default_rng(seed)
-    diffs_by_seed = [np.asarray(x, dtype=float) - np.asarray(y, dtype=float) for x, y in zip(a, b, strict=True)]
-    per_seed = np.array([d.mean() for d in diffs_by_seed])
-    boots = np.empty(n_boot)
-    for i in range(n_boot):
-        seeds = rng.integers(0, len(diffs_by_seed), len(diffs_by_seed))
-        total = 0.0
-        for s in seeds:
-            d = diffs_by_seed[s]
-            total += d[rng.integers(0, len(d), len(d))].mean()
-        boots[i] = total / len(seeds)
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return {"mean": float(per_seed.mean()), "ci95": [float(lo), float(hi)],
-            "wins": int((per_seed > 0).sum()), "losses": int((per_seed < 0).sum()),
-            "ties": int((per_seed == 0).sum())}
-
-
-def mean_selection_diagnostics(sels: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Means over selections (seeds × rounds) of ESS, max b_i, Δ<0 share, length bias, novelty; guard fallbacks."""
-    import numpy as np
-
-    def mean(key: str) -> float | None:
-        vals = [s[key] for s in sels if s.get(key) is not None]
-        return float(np.mean(vals)) if vals else None
-
-    nov = [s["novelty"]["corr"] for s in sels if s.get("novelty") and s["novelty"].get("corr") is not None]
-    guard_failed = sum(1 for s in sels if s.get("guard") and not s["guard"]["passed"])
-    return {"ess": mean("ess"), "max_budget": mean("max_budget"), "pairs_selected": mean("pairs_selected"),
-            "share_negative_margin": mean("share_negative_margin"),
-            "p_chosen_longer_selected": mean("p_chosen_longer_selected"),
-            "novelty_corr": float(np.mean(nov)) if nov else None, "guard_fallbacks": guard_failed}
-
-
-def compare_statistics(results: Sequence[dict[str, Any]], strategies: Sequence[str], protocols: Sequence[str], *,
-                       refs: Sequence[str], n_boot: int = 2000) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per protocol and strategy: accuracy mean ± std, bootstrap CI, paired Δ vs each of ``refs``, diagnostics.
-
-    ``results`` are compare's per-run rows (``seed``, ``protocol``, ``strategy``, ``accuracy``, ``correct``,
-    ``length_longer``, ``length_shorter``, ``selection``, ``test_p_chosen_longer``, ``train_curvature_weight``).
-    """
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for protocol in protocols:
-        by = {st: sorted((r for r in results if r["protocol"] == protocol and r["strategy"] == st),
-                         key=lambda r: r["seed"]) for st in strategies}
-        out[protocol] = {st: _strategy_statistics(st, by, refs, n_boot) for st in by}
-    return out
-
-
-def _strategy_statistics(st: str, by: dict[str, list[dict[str, Any]]], refs: Sequence[str],
-                         n_boot: int) -> dict[str, Any]:
-    import numpy as np
-
-    runs = by[st]
-    accs = np.array([r["accuracy"] for r in runs])
-    correct = [np.array(r["correct"]) for r in runs]
-    own = paired_difference(correct, [np.zeros(len(c)) for c in correct], n_boot=n_boot)
-    row: dict[str, Any] = {
-        "accuracy_mean": float(accs.mean()), "accuracy_std": float(accs.std()),
-        "accuracy_ci95": own["ci95"], "seeds": len(runs),
-        "length_longer": float(np.mean([r["length_longer"] for r in runs])),
-        "length_shorter": float(np.mean([r["length_shorter"] for r in runs])),
-    }
-    for ref in refs:
-        if ref in by and ref != st:
-            row[f"vs_{ref}"] = paired_difference(correct, [np.array(r["correct"]) for r in by[ref]], n_boot=n_boot)
-    sels = [s for r in runs for s in r["selection"]]
-    if sels:
-        row["diagnostics"] = mean_selection_diagnostics(sels)
-        row["diagnostics"]["test_p_chosen_longer"] = float(np.mean([r["test_p_chosen_longer"] for r in runs]))
-    row["train_curvature_weight"] = float(np.mean([r["train_curvature_weight"] for r in runs]))
-    return row

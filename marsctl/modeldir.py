@@ -1,9 +1,10 @@
-"""Reading and loading model directories (safetensors only).
+"""Model directories (safetensors only): the one reader and writer.
 
 A model directory holds marsctl's metadata file (``config.json``, or ``marsctl.json`` beside a
-Hugging Face ``config.json``) and the head's weights. Everything read here is checked before use:
-the metadata's field types, the checksums recorded when it was saved, and the tensors' names,
-shapes, dtypes and finiteness. Writing one is ``Head.save`` (``marsctl.plugin``).
+Hugging Face ``config.json``) and the head's weights. :func:`save_head` writes one (``Head.save``
+calls it): the weights, then the metadata with the versions, the training manifest and each file's
+sha256. Everything read here is checked before use: the metadata's field types, the checksums
+recorded when it was saved, and the tensors' names, shapes, dtypes and finiteness.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from marsctl.errors import ConfigError
 from marsctl.params import build_config
-from marsctl.plugin import Head
 from marsctl.stats import file_sha256
-from marsctl.version import FORMAT_VERSION
+from marsctl.version import FORMAT_VERSION, __version__
+
+if TYPE_CHECKING:
+    from marsctl.plugin import Head
 
 EDITED_HINT = "the file is damaged or was edited: restore it, or train the model again"
 DAMAGED_HINT = "the file is damaged: restore it from a copy, or train the model again with: marsctl train PAIRS -o DIR"
@@ -140,6 +143,49 @@ def load_head(path: str | Path, expect: str | None = None, overrides: Any = None
     head.manifest_ = cfg.get("training", {})
     head.history_ = cfg.get("history", [])
     return head
+
+
+def save_head(head: Head, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Save ``head``'s metadata file and weights as a new model directory (what ``Head.save`` does).
+
+    The directory is built beside ``path`` and renamed into place when complete. An existing
+    ``path`` is replaced only when it is empty, or when it is a marsctl model directory holding
+    nothing but marsctl's files and ``overwrite`` is true (``marsctl.outputs``).
+    """
+    import shutil
+
+    from marsctl.atomic import install_dir, new_temp_dir, write_failed
+    from marsctl.outputs import check_model_dir_output
+
+    target = Path(path)
+    check_model_dir_output(target, overwrite=overwrite)
+    try:
+        tmp = new_temp_dir(target)
+    except OSError as e:
+        raise write_failed(target, e) from None
+    try:
+        head.save_weights(tmp)
+        config = {
+            "format_version": FORMAT_VERSION,
+            "marsctl_version": __version__,
+            "head": head.name,
+            "head_version": head.version,
+            "config": dataclasses.asdict(head.config),
+            **head.extra_config(),
+            "training": head.manifest_,
+            "history": head.history_,
+            "files": sorted([p.name for p in tmp.iterdir()] + [head.meta_file]),
+            "sha256": {p.name: file_sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()},
+        }
+        text = json.dumps(config, indent=2, allow_nan=False) + "\n"
+        (tmp / head.meta_file).write_text(text, encoding="utf-8")
+        install_dir(tmp, target)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise write_failed(target, e) from None
+        raise
+    return target
 
 
 # ------------------------------------------------------------------------------------- safetensors

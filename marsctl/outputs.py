@@ -12,85 +12,22 @@ Every command checks its outputs before any work starts:
 - A run directory (``refine --out``, ``compare --out``) is created new or continued; marsctl never
   writes into a directory that holds anything but one of its own runs.
 
-Temporary files and folders are named ``.NAME.marsctl-PID-XXXX.tmp`` beside their target, so a
-write killed by SIGKILL leaves debris that the next write to the same target removes.
+How they are written (temporaries renamed into place, devices written in place) is :mod:`marsctl.atomic`'s job.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import shutil
 import stat
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
 
-from marsctl.errors import ConfigError, MarsError
-
-TMP_TAG = "marsctl"
-
+from marsctl.errors import ConfigError
+from marsctl.extensions import WRITE_FORMATS
 
 LOCK_NAME = ".marsctl.lock"  # in a run folder: held (flock) by the marsctl process writing the folder
-
-
-class OutputError(MarsError):
-    """An output could not be written (a full disk, a read-only folder): exit 1, nothing partial left."""
-
-    exit_code = 1
-
-
-def write_failed(target: str | os.PathLike, err: OSError) -> OutputError:
-    """The error for an OSError while writing ``target``."""
-    reason = err.strerror or str(err)
-    in_place = str(target) == "stdout" or is_special(Path(target))
-    return OutputError(f"could not write {target}: {reason}",
-                       hint=None if in_place else "nothing partial was left behind")
-
-
-# ------------------------------------------------------------------------------------------- temporaries
-def temp_prefix(target: Path) -> str:
-    """The name prefix of this process's temporaries for ``target``."""
-    return f".{target.name}.{TMP_TAG}-{os.getpid()}-"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale(target: Path) -> int:
-    """Remove temporaries of ``target`` left by marsctl processes that no longer run; return how many."""
-    removed = 0
-    with contextlib.suppress(OSError):
-        for p in target.parent.glob(f".{glob_escape(target.name)}.{TMP_TAG}-*"):
-            pid_text = p.name[len(target.name) + len(TMP_TAG) + 3 :].split("-", 1)[0]
-            if not pid_text.isdigit() or _pid_alive(int(pid_text)):
-                continue
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    p.unlink()
-            removed += 1
-    return removed
-
-
-def glob_escape(name: str) -> str:
-    """Escape glob metacharacters in a file name.
-
-    >>> glob_escape("a[1]*.jsonl")
-    'a[[]1[]][*].jsonl'
-    """
-    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
 
 
 # /dev/stdout, /dev/fd/3, /proc/self/fd/1: names of a file descriptor, written in place whatever they lead to
@@ -176,7 +113,7 @@ def check_file_output(path: str | os.PathLike | None, inputs: Iterable[str | os.
     """Check an output file (``-`` is stdout) before any work starts.
 
     ``records``: the file receives records, so its extension must name a format marsctl writes
-    (:data:`marsctl.formats.WRITE_FORMATS`; no extension is JSONL).
+    (:data:`marsctl.extensions.WRITE_FORMATS`; no extension is JSONL).
     """
     if path is None or str(path) == "-":
         return
@@ -188,8 +125,6 @@ def check_file_output(path: str | os.PathLike | None, inputs: Iterable[str | os.
     check_not_input(p, inputs, flag)
     check_special(p, flag)
     if records:
-        from marsctl.formats import output_format
-
         output_format(p, flag)
 
 
@@ -266,148 +201,20 @@ def check_run_dir(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | 
     return False
 
 
-# -------------------------------------------------------------------------------------------- directories
-def _umask() -> int:
-    """The process umask (read by setting it and putting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def output_format(path: str | os.PathLike, flag: str = "-o") -> str:
+    """The format written to ``path``, from its extension; an extension marsctl does not write is a ConfigError.
 
-
-def new_temp_file(target: Path) -> tuple[int, str]:
-    """A fresh temporary file beside ``target``: (open descriptor, path).
-
-    It gets the mode a plain ``open`` would give (0666 less the umask), not mkstemp's 0600, so the
-    file renamed into place is readable as the user's other files are.
+    >>> output_format("out.parquet"), output_format("-"), output_format("scored.jsonl.gz")
+    ('parquet', 'jsonl', 'jsonl.gz')
     """
-    fd, name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
-    os.fchmod(fd, 0o666 & ~_umask())
-    return fd, name
-
-
-def new_temp_dir(target: Path) -> Path:
-    """A fresh temporary directory beside ``target`` (stale ones of dead processes are removed first).
-
-    Its mode is what ``mkdir`` would give (0777 less the umask), not mkdtemp's 0700.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(target)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent))
-    tmp.chmod(0o777 & ~_umask())
-    return tmp
-
-
-def install_dir(tmp: Path, target: Path) -> None:
-    """Move the complete directory ``tmp`` to ``target``; an existing target (already checked) goes last."""
-    if not target.exists():
-        tmp.rename(target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".old", dir=target.parent))
-    old.rmdir()
-    target.rename(old)
-    try:
-        tmp.rename(target)
-    except BaseException:
-        old.rename(target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-# ------------------------------------------------------------------------------------------------- files
-def _through_links(target: Path) -> Path:
-    """The file a symlink leads to (written there, as a shell ``>`` would), or ``target`` itself; the link stays."""
-    return Path(os.path.realpath(target)) if target.is_symlink() else target
-
-
-def scratch_file(target: str | os.PathLike) -> tuple[int, str]:
-    """A fresh temporary file for building ``target``'s bytes: (open descriptor, path).
-
-    Beside a regular target (to be renamed into place, stale temporaries of dead processes removed first);
-    in ``$TMPDIR`` for a device or pipe (copied into it when complete), never beside it (``/dev``).
-    """
-    t = Path(target)
-    if is_special(t):
-        return tempfile.mkstemp(prefix="marsctl-out-", suffix=".tmp")
-    t = _through_links(t)
-    t.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(t)
-    return new_temp_file(t)
-
-
-@contextlib.contextmanager
-def binary_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """A binary stream whose bytes end up at ``path`` (a file, not ``-``).
-
-    A regular file gets a temporary beside it, renamed into place when the block ends without an error
-    (nothing is left at ``path`` otherwise); a symlink to one is followed, and stays a symlink. A device,
-    pipe or ``/dev/stdout`` is opened in place, for appending (``> file`` and ``>> file`` behind
-    ``/dev/stdout`` both keep what is there), and never replaced. An OSError (a full disk) becomes an
-    :class:`OutputError` naming the file.
-    """
-    target = Path(path)
-    if is_special(target):
-        try:
-            with target.open("ab") as fh:
-                yield fh
-        except OSError as e:
-            raise write_failed(target, e) from None
-        return
-    try:
-        fd, tmp = scratch_file(target)
-    except OSError as e:
-        raise write_failed(target, e) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            yield fh
-        os.replace(tmp, _through_links(target))
-    except BaseException as e:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise write_failed(target, e) from None
-        raise
-
-
-@contextlib.contextmanager
-def held_output(path: str | os.PathLike, hold: bool = True) -> Iterator[BinaryIO]:
-    """:func:`binary_output`, but a device or pipe (``/dev/null`` aside) gets the bytes only when the block ends
-    without an error: they are spooled to ``$TMPDIR`` meanwhile. A regular file is atomic anyway."""
-    if not (hold and is_special(Path(path)) and str(path) != os.devnull):
-        with binary_output(path) as fh:
-            yield fh
-        return
-    try:
-        spool = tempfile.TemporaryFile(prefix="marsctl-out-")  # noqa: SIM115 (closed below)
-    except OSError as e:
-        raise write_failed("a temporary copy of the output", e) from None
-    with spool:
-        try:
-            yield spool
-        except OSError as e:
-            raise write_failed("a temporary copy of the output", e) from None
-        deliver(spool, path)
-
-
-def deliver(src: str | BinaryIO, target: str | os.PathLike) -> None:
-    """Put a complete temporary file (a path or an open file) at ``target``: renamed over a regular file (a path
-    is then gone), copied into a device or pipe (a path is then removed)."""
-    if not isinstance(src, str):
-        try:
-            src.seek(0)
-        except OSError as e:
-            raise write_failed("a temporary copy of the output", e) from None
-        with binary_output(target) as fh:
-            shutil.copyfileobj(src, fh, 1 << 20)
-        return
-    try:
-        if is_special(Path(target)):
-            with open(src, "rb") as fin, binary_output(target) as fh:
-                shutil.copyfileobj(fin, fh, 1 << 20)
-        else:
-            try:
-                os.replace(src, _through_links(Path(target)))
-            except OSError as e:
-                raise write_failed(target, e) from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(src)
+    if str(path) == "-":
+        return "jsonl"
+    p = Path(path)
+    suffixes = "".join(p.suffixes[-2:]).lower()
+    for ext in (suffixes, p.suffix.lower()):
+        if ext in WRITE_FORMATS:
+            return WRITE_FORMATS[ext]
+    if not p.suffix or is_special(p):
+        return "jsonl"
+    msg = f"{flag} {p}: marsctl does not write {p.suffix!r} files"
+    raise ConfigError(msg, hint="name the output with one of: " + ", ".join(WRITE_FORMATS))

@@ -72,6 +72,7 @@ MAX_EPOCHS = 10_000  # epochs (train/refine/compare --epochs; the heads' own bou
 MAX_ROUNDS = 1_000  # augmentation rounds (refine/compare --rounds, augment --round)
 MAX_SEEDS = 1_000  # seeds of compare (--seeds): each is a full set of runs
 MAX_TRIES = 50  # candidates per side of --semantic-refine (--refine-tries)
+MAX_PAIR_BUDGET = 100_000  # synthetic rows for one pair (select/refine/compare --cap; checks: a budget field)
 
 
 def check_seed(value: Any, name: str = "seed", owner: str = "marsctl") -> int:

@@ -1,7 +1,8 @@
 """Every figure: compare's and refine's PNG plots (matplotlib with the Agg backend, imported only when plotting).
 
 Figures are rendered to PNG bytes (:func:`compare_pngs`, :func:`refine_pngs`), so the same images go
-into the run folder (:func:`write_pngs`) and inline into the HTML report. A figure whose data a folder
+into the run folder (``render.write_pngs``) and inline into the HTML report. The runs' files are read
+through :mod:`marsctl.rundir` and :mod:`marsctl.runcheck`'s checked reader only. A figure whose data a folder
 lacks (a compare folder saved without its runs, a refine run without held-out pairs) is left out.
 
 Compare: ``accuracy.png`` (accuracy per strategy with its CI and every seed), ``paired_delta.png``
@@ -14,11 +15,13 @@ panel per round). Panels of one figure share their axes.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from marsctl import rundir
 from marsctl.report import PROTOCOL_SHORT, compare_length_baseline, format_paired, length_baseline_text
+from marsctl.runcheck import read_columns
 
 MARKERS = "osD^vPX*<>"
 DPI = 110
@@ -50,17 +53,6 @@ def png_bytes(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def write_pngs(out: Path, pngs: dict[str, bytes]) -> list[str]:
-    """Write each PNG into ``out`` atomically; return the paths."""
-    from marsctl.jsonio import write_bytes
-
-    paths = []
-    for name, data in pngs.items():
-        write_bytes(data, out / name)
-        paths.append(str(out / name))
-    return paths
-
-
 def _render(makers: Sequence[tuple[str, Callable[[], Any]]]) -> dict[str, bytes]:
     """PNG bytes of each maker's figure, one figure open at a time (a maker returns None without data)."""
     out = {}
@@ -87,13 +79,6 @@ def _integer_ticks(axis: Any, n: int) -> None:
         axis.set_ticks(range(n))
     else:
         axis.set_major_locator(MaxNLocator(integer=True))
-
-
-def _read_columns(path: Path, root: Path, *keys: str) -> dict[str, list[float]]:
-    """Numeric columns of a round's JSONL file, read through the checked reader (nothing outside ``root``)."""
-    from marsctl.rundir import read_columns
-
-    return read_columns(path, root, keys)
 
 
 def _shared_bins(values: Sequence[Sequence[float]]) -> Any:
@@ -126,13 +111,6 @@ def compare_pngs(results: Sequence[dict[str, Any]], report: dict[str, Any], *,
         ("margins_by_round.png", lambda: _compare_margins(report, runs, root) if runs else None),
         ("budget_vs_margin.png", lambda: _compare_budgets(report, runs, root) if runs else None),
     ])
-
-
-def compare_plots(out: Path, results: Sequence[dict[str, Any]], report: dict[str, Any]) -> dict[str, bytes]:
-    """Write compare's figures into ``out``; return them as PNG bytes by file name."""
-    pngs = compare_pngs(results, report, root=out)
-    write_pngs(out, pngs)
-    return pngs
 
 
 def _strategies(report: dict[str, Any]) -> list[str]:
@@ -254,19 +232,6 @@ def _runs_by(runs: Sequence[dict[str, Any]], protocol: str, strategy: str) -> li
             if r["protocol"] == protocol and r["strategy"] == strategy]
 
 
-def _round_dirs(run_dir: Path, name: str, first: int = 0,
-                rounds: Sequence[int] | None = None) -> Iterator[tuple[int, Path]]:
-    """(round, path) of each finished round's file ``name`` (those that hold one), in round order."""
-    import os
-
-    from marsctl.rundir import finished_rounds
-
-    for k in finished_rounds(run_dir) if rounds is None else rounds:
-        p = run_dir / f"round-{k}" / name
-        if k >= first and os.path.lexists(p):
-            yield k, p
-
-
 def _compare_margins(report: dict[str, Any], runs: Sequence[dict[str, Any]], root: Path | None = None) -> Any:
     protocols = list(report["protocols"])
     strategies = _strategies(report)
@@ -275,9 +240,9 @@ def _compare_margins(report: dict[str, Any], runs: Sequence[dict[str, Any]], roo
         for st in strategies:
             by_round: dict[int, list[float]] = {}
             for run_dir in _runs_by(runs, protocol, st):
-                for k, path in _round_dirs(run_dir, "scored.jsonl"):
+                for k, path in rundir.round_paths(run_dir, rundir.SCORED_JSONL):
                     by_round.setdefault(k, []).extend(
-                        _read_columns(path, root or run_dir, "pred_margin")["pred_margin"])
+                        read_columns(path, root or run_dir, ("pred_margin",))["pred_margin"])
             data[(protocol, st)] = by_round
     samples = [v for by in data.values() for v in by.values()]
     if not samples:
@@ -313,8 +278,8 @@ def _compare_budgets(report: dict[str, Any], runs: Sequence[dict[str, Any]], roo
     for i, protocol in enumerate(protocols):
         for ax, st in zip(axes[i], strategies, strict=True):
             for seed, run_dir in enumerate(_runs_by(runs, protocol, st)):
-                for _, path in _round_dirs(run_dir, "selected.jsonl", first=1):
-                    cols = _read_columns(path, root or run_dir, "pred_margin", "budget")
+                for _, path in rundir.round_paths(run_dir, rundir.SELECTED_JSONL, first=1):
+                    cols = read_columns(path, root or run_dir, ("pred_margin", "budget"))
                     m, b = cols["pred_margin"], cols["budget"]
                     ax.scatter(m, b, s=6, alpha=0.35, color=cmap(seed % 10), label=f"seed {seed}", lw=0)
                     top = max(top, *b, 1)
@@ -340,22 +305,13 @@ def refine_pngs(run_dir: str | Path, data: Any = None) -> dict[str, bytes]:
 
     ``data``: the folder as :func:`marsctl.rundir.refine_data` read and checked it (read here when not given).
     """
-    from marsctl.rundir import round_metrics
-
     run_dir = Path(run_dir)
-    metrics = round_metrics(run_dir) if data is None else data.metrics
+    metrics = rundir.round_metrics(run_dir) if data is None else data.metrics
     return _render([
         ("accuracy_by_round.png", lambda: _refine_accuracy(metrics)),
         ("margins_by_round.png", lambda: _refine_margins(run_dir, metrics)),
         ("budget_vs_margin.png", lambda: _refine_budgets(run_dir, list(metrics))),
     ])
-
-
-def refine_plots(run_dir: str | Path) -> dict[str, bytes]:
-    """Write refine's figures into its run folder; return them as PNG bytes by file name."""
-    pngs = refine_pngs(run_dir)
-    write_pngs(Path(run_dir), pngs)
-    return pngs
 
 
 def _refine_accuracy(metrics: dict[int, dict[str, Any]]) -> Any:
@@ -385,8 +341,8 @@ def _refine_accuracy(metrics: dict[int, dict[str, Any]]) -> Any:
 
 
 def _refine_margins(run_dir: Path, metrics: dict[int, dict[str, Any]]) -> Any:
-    train = {k: _read_columns(p, run_dir, "pred_margin")["pred_margin"]
-             for k, p in _round_dirs(run_dir, "scored.jsonl", rounds=list(metrics))}
+    train = {k: read_columns(p, run_dir, ("pred_margin",))["pred_margin"]
+             for k, p in rundir.round_paths(run_dir, rundir.SCORED_JSONL, rounds=list(metrics))}
     held = {k: m["eval_margins"] for k, m in metrics.items() if m.get("eval_margins")}
     panels = [(title, d) for title, d in (("training base pairs", train), ("held-out pairs", held))
               if any(d.values())]
@@ -407,7 +363,7 @@ def _refine_margins(run_dir: Path, metrics: dict[int, dict[str, Any]]) -> Any:
 
 
 def _refine_budgets(run_dir: Path, finished: Sequence[int] | None = None) -> Any:
-    rounds = list(_round_dirs(run_dir, "selected.jsonl", first=1, rounds=finished))
+    rounds = list(rundir.round_paths(run_dir, rundir.SELECTED_JSONL, first=1, rounds=finished))
     if not rounds:
         return None
     if len(rounds) > MAX_PANELS:  # a figure stays drawable: evenly spaced rounds, the last one included
@@ -416,7 +372,7 @@ def _refine_budgets(run_dir: Path, finished: Sequence[int] | None = None) -> Any
     fig, axes = _panels(len(rounds), width=4.0, height=3.4, sharex=True, sharey=True)
     top = 1.0
     for ax, (k, path) in zip(axes[0], rounds, strict=True):
-        cols = _read_columns(path, run_dir, "pred_margin", "budget")
+        cols = read_columns(path, run_dir, ("pred_margin", "budget"))
         budgets = cols["budget"]
         ax.scatter(cols["pred_margin"], budgets, s=8, alpha=0.5, lw=0)
         ax.set_title(f"round {k}: budget vs round {k - 1}'s Δ", fontsize=9)

@@ -1,21 +1,31 @@
-"""The record schema: preference rows in any supported shape as flat prompt/chosen/rejected records, ids, hashes.
+"""Records: the one way in and out. Preference rows of any format and shape are read as flat prompt/chosen/rejected
+records (:func:`iter_pairs`, :func:`read_pairs`), and records are written in the format the output's extension
+names (:func:`record_writer`, :func:`write_records`); also the record schema's ids, score fields and hashes.
 
-The bytes of JSONL files (strict reading, atomic writing) are :mod:`marsctl.jsonio`'s job.
+Below it: the formats (:mod:`marsctl.formats` reads, :mod:`marsctl.writers` and :mod:`marsctl.jsonio` write), the
+row shapes (:mod:`marsctl.shapes` reads, :mod:`marsctl.layouts` writes back), and where and how an output is
+written (:mod:`marsctl.outputs`, :mod:`marsctl.atomic`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from marsctl.atomic import deliver, held_output, scratch_file, write_failed, write_stdout
 from marsctl.errors import DataError
-from marsctl.jsonio import check_values, dumps
-from marsctl.shapes import CONSUMED, HH_SPLIT, content_id, parse
+from marsctl.jsonio import check_values, dump_line, strip_private
+from marsctl.layouts import restore
+from marsctl.outputs import output_format
+from marsctl.shapes import CONSUMED, HH_SPLIT, SOURCE, content_id, parse
 from marsctl.stats import sigmoid
+from marsctl.writers import CsvBuilder, ParquetBuilder, compressor
 
-__all__ = ["HH_SPLIT", "REQUIRED", "SCORE_FIELDS", "content_id", "iter_pairs", "normalize_row", "read_pairs"]
+__all__ = ["HH_SPLIT", "REQUIRED", "SCORE_FIELDS", "content_id", "dumps", "iter_pairs", "normalize_row", "read_pairs",
+           "record_writer", "write_records"]
 
 REQUIRED = ("prompt", "chosen", "rejected")
 SCORE_FIELDS = ("score_chosen", "score_rejected", "pred_margin", "p_chosen")
@@ -77,7 +87,8 @@ def iter_pairs(path: str | os.PathLike, *, allow_empty: bool = False, name: str 
     not by the records. ``name`` replaces the file's name in messages (a spooled copy of stdin reads as
     ``<stdin>``). ``announce`` writes one stderr line at the end: the shapes read and how many rows.
     """
-    from marsctl.formats import display_name, iter_rows
+    from marsctl.formats import iter_rows
+    from marsctl.inputs import display_name
     from marsctl.shapes import check_shape_name
 
     shape = check_shape_name(format)
@@ -130,6 +141,105 @@ def shape_summary(name: str, rows: int, pairs: int, shapes: dict[str, int]) -> s
 def read_pairs(path: str | os.PathLike, *, allow_empty: bool = False, **options: Any) -> list[dict[str, Any]]:
     """Read and validate preference pairs from a file or ``-`` into a list (:func:`iter_pairs`; same options)."""
     return list(iter_pairs(path, allow_empty=allow_empty, **options))
+
+
+# ------------------------------------------------------------------------------------------------ writing
+_PIECE = 1 << 20  # characters of a held output copied to stdout at once
+
+
+def dumps(rec: dict[str, Any]) -> str:
+    """One record as a JSON line (no trailing newline); NaN and Infinity are refused, never written.
+
+    A record read from conversational rows is written with its messages (:func:`marsctl.layouts.restore`).
+    """
+    return dump_line(restore(rec) if SOURCE in rec else rec)
+
+
+def _row(rec: dict[str, Any], fmt: str) -> dict[str, Any]:
+    """A record as a Parquet or CSV row: private keys dropped; Parquet gets conversational messages back (CSV cells
+    hold the flat texts)."""
+    return strip_private(restore(rec) if fmt == "parquet" else rec)
+
+
+def write_records(records: Iterable[dict[str, Any]], path: str | os.PathLike) -> int:
+    """Write records as JSONL to ``path`` (atomically) or to stdout for ``-``; return the count.
+
+    Records are streamed (memory does not grow with their number); a bad record still leaves no
+    partial output: a file is renamed into place at the end, and stdout, a device or a pipe gets the
+    records only once all were encoded (spooled to ``$TMPDIR`` meanwhile). A file named ``.parquet``,
+    ``.csv``, ``.jsonl.gz`` or ``.jsonl.zst`` is written in that format (:func:`record_writer`).
+    """
+    n = 0
+    with record_writer(path, hold=True) as write:
+        for r in records:
+            write(r)
+            n += 1
+    return n
+
+
+@contextlib.contextmanager
+def record_writer(path: str | os.PathLike, *, hold: bool = False) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """Stream records to ``path`` (atomically: nothing is left there when the block raises) or to stdout for ``-``.
+
+    Yields ``write(record)``. The format is the one ``path``'s extension names (:func:`marsctl.outputs.output_format`):
+    JSONL, gzip/zstd JSONL, Parquet or CSV. Memory stays flat whatever the number of records. A regular file is
+    built in a temporary beside it and renamed into place at the end. On stdout each record is written as it
+    comes, so a caller that must not leave partial output on bad input checks its input before the first write,
+    or passes ``hold``: then stdout (or a device or pipe other than ``/dev/null``) gets the records only when the
+    block ends without an error, from a temporary file in ``$TMPDIR``. A device, pipe or ``/dev/stdout`` is
+    written in place, never replaced; Parquet and CSV are always built in a temporary file first (in ``$TMPDIR``
+    for a device or pipe) and copied into it when complete.
+    """
+    if str(path) == "-":
+        if hold:
+            with _held(path) as write:
+                yield write
+        else:
+            yield lambda rec: write_stdout(dumps(rec) + "\n")
+        return
+    fmt = output_format(path)
+    if fmt in ("parquet", "csv"):
+        builder: Any = (ParquetBuilder if fmt == "parquet" else CsvBuilder)(lambda: scratch_file(path))
+        try:
+            yield lambda rec: builder.add(_row(rec, fmt))
+            final = builder.finish()
+        except BaseException as e:
+            builder.abort()
+            if isinstance(e, OSError):
+                raise write_failed(path, e) from None
+            raise
+        deliver(final, path)
+        return
+    with held_output(path, hold) as fh, compressor(fmt, fh) as put:
+        yield lambda rec: put((dumps(rec) + "\n").encode("utf-8"))
+
+
+@contextlib.contextmanager
+def _held(path: str | os.PathLike) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """``write(record)`` into a temporary file, copied to stdout at the end (devices and pipes:
+    :func:`marsctl.atomic.held_output`)."""
+    import tempfile
+
+    try:
+        spool = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="marsctl-out-")  # noqa: SIM115 (closed below)
+    except OSError as e:
+        raise write_failed("a temporary copy of the output", e) from None
+    with spool:
+
+        def write(rec: dict[str, Any]) -> None:
+            line = dumps(rec) + "\n"
+            try:
+                spool.write(line)
+            except OSError as e:
+                raise write_failed("a temporary copy of the output", e) from None
+
+        yield write
+        try:
+            spool.seek(0)
+        except OSError as e:
+            raise write_failed("a temporary copy of the output", e) from None
+        while piece := spool.read(_PIECE):
+            write_stdout(piece)
 
 
 INPUT_PREFIX = "input_"  # where a score field the input already held is kept: score_chosen -> input_score_chosen
@@ -207,7 +317,7 @@ def records_sha256(records: Iterable[dict[str, Any]]) -> str:
 
 def is_identical(rec: dict[str, Any]) -> bool:
     """Whether a pair's chosen and rejected are the same text once runs of whitespace are collapsed."""
-    if "_identical" in rec:  # a slim row (metrics.slim_row): its texts were compared before they were dropped
+    if "_identical" in rec:  # a slim row (lengths.slim_row): its texts were compared before they were dropped
         return bool(rec["_identical"])
     chosen, rejected = rec.get("chosen"), rec.get("rejected")
     return isinstance(chosen, str) and isinstance(rejected, str) and chosen.split() == rejected.split()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from marsctl import ui
-from marsctl.jsonio import atomic_writer
+from marsctl.atomic import atomic_writer
 
 Table = tuple[list[str], list[list[str]]]
 

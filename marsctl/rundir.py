@@ -1,371 +1,159 @@
-"""A run folder: its lock, which rounds are finished, the manifest, the resume rules, and its one checked reader.
+"""A run folder's layout: the one place that names its files, and their one reader.
 
-See :mod:`marsctl.loop` for a refine run's layout and :mod:`marsctl.compare` for a compare run's. A
-round is built in ``round-k.partial/`` and renamed to ``round-k/`` only when complete, so a finished
-round is a ``round-k/`` folder holding ``metrics.json`` and every file its round writes
-(:func:`round_files`); :func:`finished_rounds` checks that they are all there.
+A refine run folder (:mod:`marsctl.loop` writes it)::
+
+    manifest.json            settings, seeds, input sha256s, plugin versions, finished rounds
+    round-0/                 train.jsonl (base pairs), model/, scored.jsonl, metrics.json
+    round-k/ (k ≥ 1)         suspect.jsonl (with --noise: pairs the cross-fitted margins flag as likely
+                             mislabeled, with those margins and the reason),
+                             selected.jsonl (base pairs scored by round k−1's model, with budgets),
+                             synthetic.jsonl, train.jsonl (base ∪ synthetic), model/ (initialised from
+                             round k−1's), scored.jsonl, metrics.json
+    summary.json, summary.md
+    report.html, *.png       the rendering step's (:mod:`marsctl.render`)
+    .marsctl.lock            flock'ed by the process writing the folder (``runlock.run_lock``): a second is refused
+
+A compare folder (:mod:`marsctl.compare`): compare.json (settings, inputs), report.json, table.md,
+runs.jsonl, runs.csv, ``runs/PROTOCOL/STRATEGY/seed-S/`` (one refine folder each), report.html, *.png.
+
+A round is built in ``round-k.partial/`` (:func:`start_round`) and renamed to ``round-k/`` only when
+complete (:func:`finish_round`), so a finished round is a ``round-k/`` folder holding ``metrics.json``
+and every file its round writes (:func:`round_files`); :func:`finished_rounds` checks that they are all there.
 
 Reading a folder (the summary, ``marsctl report``, the plots) goes through :func:`refine_data`,
-:func:`compare_data` and :func:`read_columns` only. They read nothing outside the folder they are
-given (a path that leads out of it, through ``..``, an absolute path or a symlink, is refused), only
-regular files, and only files within a size bound; they parse JSON strictly (no NaN, no deep
-nesting) and check the type and range of every field the report and the plots use. A damaged or
-hand-edited folder is one ``ConfigError`` naming the file and the field (exit 2), never a traceback.
+:func:`compare_data` and :mod:`marsctl.runcheck`'s checked reader only: nothing outside the folder,
+every field the report and the plots use checked, a damaged folder one ``ConfigError`` naming the file
+and the field.
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
 import os
 import re
-import stat
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from marsctl.config import PROTOCOLS
 from marsctl.errors import ConfigError
-from marsctl.outputs import LOCK_NAME
-from marsctl.params import MAX_ROUNDS, MAX_SEEDS
+from marsctl.runcheck import (
+    COMPARE_INFO,
+    COMPARE_REPORT,
+    MANIFEST,
+    MAX_JSON_BYTES,
+    MAX_ROUND,
+    METRICS,
+    RUN_ROW,
+    check_value,
+    inside_folder,
+    read_json,
+    read_lines,
+    value_kind,
+)
+
+# The names of a run folder's files.
+MANIFEST_JSON = "manifest.json"
+SUMMARY_JSON = "summary.json"
+SUMMARY_MD = "summary.md"
+REPORT_HTML = "report.html"
+COMPARE_JSON = "compare.json"
+REPORT_JSON = "report.json"
+TABLE_MD = "table.md"
+RUNS_JSONL = "runs.jsonl"
+RUNS_CSV = "runs.csv"
+RUNS_DIR = "runs"
+# A round's files.
+TRAIN_JSONL = "train.jsonl"
+SCORED_JSONL = "scored.jsonl"
+SELECTED_JSONL = "selected.jsonl"
+SYNTHETIC_JSONL = "synthetic.jsonl"
+SUSPECT_JSONL = "suspect.jsonl"
+MODEL_DIR = "model"
+METRICS_JSON = "metrics.json"
 
 # Keys that may change on --resume (extending a run) without invalidating finished rounds.
 RESUMABLE_CHANGES = {"rounds"}
-MAX_JSON_BYTES = 64 << 20  # manifest.json, metrics.json, report.json, compare.json, runs.jsonl
-MAX_LINE_BYTES = 16 << 20  # one line of scored.jsonl or selected.jsonl
-MAX_ROUND = MAX_ROUNDS  # a round number (refine --rounds allows no more)
-MAX_COUNT = 10**12  # pairs, rows
-MAX_STRATEGIES = 100  # of a compare (each is a panel of its figures)
-MAX_MARGIN = 1e6  # |pred_margin|, as the readers of scored files allow
 _ROUND = re.compile(r"round-([0-9]+)")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,99}")  # a strategy or protocol: one safe path component
 
 
-# -- the lock ---------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def run_lock(out: Path) -> Iterator[None]:
-    """Hold run folder ``out`` (created when missing) for this process; a second writer is refused.
-
-    The lock is an exclusive ``fcntl.flock`` on ``out/.marsctl.lock``, taken without waiting and held
-    until the block ends; the holder writes its pid into the file for the message the next one gets,
-    and empties it when the block ends.
-    The kernel drops a flock when its last descriptor closes, which happens when the process exits in
-    any way, SIGKILL included: a killed run never blocks the next one (the file stays, unlocked, and
-    the next run locks it again). The file is never removed, so two processes always lock the same
-    file; it is opened close-on-exec so no child process keeps the lock alive.
-    """
-    import fcntl
-
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / LOCK_NAME
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
-    except OSError as e:
-        msg = f"{path}: cannot open the run's lock file ({e.strerror or e})"
-        raise ConfigError(msg, hint="remove it if it is not a regular file, or choose another --out") from None
-    held = False
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            pid = f"pid {holder}" if holder.isdigit() else "pid unknown"
-            msg = f"{out} is in use by another marsctl process ({pid})"
-            raise ConfigError(msg, hint="wait for it to finish, or choose another --out") from None
-        except OSError as e:  # a file system without locks (some network mounts): go on, unguarded
-            from marsctl import ui
-
-            ui.warn(f"{out}: cannot lock the run folder ({e.strerror or e}); make sure no other marsctl writes it")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-        held = True
-        yield
-    finally:
-        if held:  # emptied on the way out, so a finished or refused run leaves the folder as it found it
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-        os.close(fd)
+# -- paths -------------------------------------------------------------------------------------------------
+def round_name(k: int) -> str:
+    """Round k's folder name, also its key in the manifest's ``timing`` and ``suspects``."""
+    return f"round-{k}"
 
 
-# -- reading files inside a folder ------------------------------------------------------------------------
-def inside_folder(path: Path, root: Path) -> Path:
-    """``path`` resolved, refused unless it exists and stays inside ``root`` (symlinks and '..' followed)."""
-    try:
-        real = path.resolve(strict=True)
-        base = root.resolve(strict=True)
-    except FileNotFoundError:
-        msg = f"{path}: missing"
-        raise ConfigError(msg, hint="the run folder is incomplete or was edited; run the command again") from None
-    except (OSError, RuntimeError) as e:
-        msg = f"{path}: cannot read it ({getattr(e, 'strerror', None) or e})"
-        raise ConfigError(msg) from None
-    if not real.is_relative_to(base):
-        msg = f"{path}: leads outside the run folder {root} (a symlink or '..'); marsctl reads only the folder's files"
-        raise ConfigError(msg, hint="replace it with the file itself")
-    return real
+def round_dir(out: Path, k: int) -> Path:
+    """Finished round k's folder."""
+    return out / round_name(k)
 
 
-def _open_regular(path: Path, root: Path, limit: int) -> int:
-    """A descriptor of the regular file ``path`` inside ``root`` of at most ``limit`` bytes."""
-    real = inside_folder(path, root)
-    try:
-        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as e:
-        msg = f"{path}: cannot read it ({e.strerror or e})"
-        raise ConfigError(msg) from None
-    st = os.fstat(fd)
-    msg = ""
-    if not stat.S_ISREG(st.st_mode):
-        msg = f"{path}: not a regular file"
-    elif st.st_size > limit:
-        msg = f"{path}: {st.st_size:,} bytes, more than a run's file of this kind may hold ({limit:,})"
-    if msg:
-        os.close(fd)
-        raise ConfigError(msg, hint="the run folder is damaged or was edited")
-    return fd
+def compare_run_dir(out: Path, protocol: str, strategy: str, seed: int) -> Path:
+    """The refine folder of one compare run."""
+    return out / RUNS_DIR / protocol / strategy / f"seed-{seed}"
 
 
-def _no_huge_ints(value: Any, where: str) -> Any:
-    """``value``, refused when it holds an integer a float cannot hold (the page and figures compute in floats)."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, int) and not isinstance(item, bool) and not -(2**63) <= item < 2**64:
-            msg = f"{where}: holds the integer {str(item)[:20]}… ({len(str(item))} digits), more than any run records"
-            raise ConfigError(msg, hint="the run folder is damaged or was edited")
-    return value
+def round_paths(out: Path, name: str, first: int = 0,
+                rounds: Sequence[int] | None = None) -> Iterator[tuple[int, Path]]:
+    """(round, path) of each finished round's file ``name`` (those that hold one), in round order."""
+    for k in finished_rounds(out) if rounds is None else rounds:
+        p = round_dir(out, k) / name
+        if k >= first and os.path.lexists(p):
+            yield k, p
 
 
-def read_json(path: Path, root: Path) -> Any:
-    """The JSON value in ``path`` (inside ``root``), parsed strictly."""
-    from marsctl.errors import DataError
-    from marsctl.jsonio import _parse_json_line
+# -- writing rounds ------------------------------------------------------------------------------------------
+def clear_partials(out: Path) -> None:
+    """Remove the ``round-k.partial`` folders an interrupted run left."""
+    for stale in out.glob("round-*.partial"):
+        shutil.rmtree(stale)
 
-    fd = _open_regular(path, root, MAX_JSON_BYTES)
-    with os.fdopen(fd, "rb") as fh:
-        data = fh.read(MAX_JSON_BYTES + 1)
-    if len(data) > MAX_JSON_BYTES:
-        msg = f"{path}: more than {MAX_JSON_BYTES:,} bytes"
+
+def start_round(out: Path, k: int) -> Path:
+    """Create round k's ``.partial`` folder, where the round is built; returns it."""
+    tmp = out / f"{round_name(k)}.partial"
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def finish_round(out: Path, k: int) -> Path:
+    """Rename round k's complete ``.partial`` folder to ``round-k`` (metrics.json written last); returns it."""
+    return (out / f"{round_name(k)}.partial").rename(round_dir(out, k))
+
+
+def discard_round(out: Path, k: int) -> None:
+    """Remove round k's ``.partial`` folder (a round that failed leaves nothing)."""
+    shutil.rmtree(out / f"{round_name(k)}.partial", ignore_errors=True)
+
+
+# -- which folder ----------------------------------------------------------------------------------------
+def run_kind(run_dir: Path) -> str:
+    """'compare' or 'refine' for a run folder; a ConfigError for anything else."""
+    if not run_dir.is_dir():
+        msg = f"{run_dir}: not a directory (give a refine or compare run folder)"
         raise ConfigError(msg)
-    try:
-        text = data.decode("utf-8")
-        if not text.strip():
-            msg = f"{path}: empty"
-            raise ConfigError(msg, hint="the run folder is damaged or was edited")
-        return _no_huge_ints(_parse_json_line(text, str(path)), str(path))
-    except UnicodeDecodeError as e:
-        msg = f"{path}: not UTF-8 (byte {e.start})"
-    except DataError as e:
-        msg = str(e)
-    raise ConfigError(msg, hint="the run folder is damaged or was edited")
-
-
-def read_lines(path: Path, root: Path, limit: int = MAX_LINE_BYTES, total: int = 1 << 62) -> Iterator[tuple[int, Any]]:
-    """(line number, JSON value) of each non-blank line of ``path`` (inside ``root``; at most ``total`` bytes).
-
-    A line is read only up to ``limit`` bytes: a longer one is refused before it is held in memory.
-    """
-    from marsctl.errors import DataError
-    from marsctl.jsonio import _parse_json_line
-
-    fd = _open_regular(path, root, total)
-    with os.fdopen(fd, "rb") as fh:
-        for lineno, raw in enumerate(iter(lambda: fh.readline(limit + 1), b""), start=1):
-            where = f"{path} line {lineno}"
-            if len(raw) > limit:
-                msg = f"{where}: longer than {limit:,} bytes"
-                raise ConfigError(msg, hint="the run folder is damaged or was edited")
-            try:
-                text = raw.decode("utf-8")
-                if text.strip():
-                    yield lineno, _no_huge_ints(_parse_json_line(text, where), where)
-            except UnicodeDecodeError as e:
-                msg = f"{where}: not UTF-8 (byte {e.start})"
-                raise ConfigError(msg) from None
-            except DataError as e:
-                raise ConfigError(str(e), hint="the run folder is damaged or was edited") from None
-
-
-def read_columns(path: Path, root: Path, keys: tuple[str, ...]) -> dict[str, list[float]]:
-    """Numeric columns ``keys`` of a round's JSONL file (scored.jsonl, selected.jsonl), every row checked."""
-    spec = {"pred_margin": _num(-MAX_MARGIN, MAX_MARGIN), "budget": _int(0, MAX_COUNT)}
-    out: dict[str, list[float]] = {k: [] for k in keys}
-    for lineno, row in read_lines(path, root):
-        where = f"{path} line {lineno}"
-        if not isinstance(row, dict):
-            msg = f"{where}: not a JSON object (got {_kind(row)})"
-            raise ConfigError(msg)
-        for k in keys:
-            out[k].append(_check(row, k, spec[k], where, k))
-    return out
-
-
-# -- checking values --------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Spec:
-    """What one field may hold: a kind, bounds, whether null or absence is allowed, and nested specs."""
-
-    kind: str  # int, num, str, bool, dict, map (any keys, values ``items``), list, scalar, any
-    lo: float | None = None
-    hi: float | None = None
-    null: bool = False
-    opt: bool = False  # may be absent
-    items: Spec | None = None  # list items, map values
-    fields: dict[str, Spec] = field(default_factory=dict)  # dict fields (others are allowed and unchecked)
-    length: int | None = None  # exact list length
-    most: int | None = None  # longest list
-
-
-def _int(lo: float, hi: float, **kw: Any) -> Spec:
-    return Spec("int", lo, hi, **kw)
-
-
-def _num(lo: float, hi: float, **kw: Any) -> Spec:
-    return Spec("num", lo, hi, **kw)
-
-
-def _opt(kind: str, **kw: Any) -> Spec:
-    return Spec(kind, null=True, opt=True, **kw)
-
-
-def _kind(v: Any) -> str:
-    """A value's JSON kind with a short excerpt, for messages (never a dump)."""
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "null"}
-    text = repr(v) if not isinstance(v, dict | list) else ""
-    return names.get(type(v), type(v).__name__) + (f" {text[:40]}{'…' if len(text) > 40 else ''}" if text else "")
-
-
-def _describe(s: Spec) -> str:
-    kinds = {"int": "a whole number", "num": "a number", "str": "a string", "bool": "true or false",
-             "dict": "an object", "map": "an object", "list": "an array", "scalar": "a string or number"}
-    text = kinds.get(s.kind, s.kind)
-    if s.lo is not None or s.hi is not None:
-        text += f" in [{s.lo:g}, {s.hi:g}]"
-    if s.length is not None:
-        text += f" of {s.length}"
-    if s.most is not None:
-        text += f" of at most {s.most}"
-    return text + (" or null" if s.null else "")
-
-
-def _ok(v: Any, s: Spec) -> bool:
-    if v is None:
-        return s.null
-    num = isinstance(v, int | float) and not isinstance(v, bool)
-    checks = {"int": isinstance(v, int) and num, "num": num and math.isfinite(v), "str": isinstance(v, str),
-              "bool": isinstance(v, bool), "dict": isinstance(v, dict), "map": isinstance(v, dict),
-              "list": isinstance(v, list), "scalar": isinstance(v, str | int | float | bool), "any": True}
-    if not checks[s.kind]:
-        return False
-    if s.kind in ("int", "num") and not ((s.lo is None or v >= s.lo) and (s.hi is None or v <= s.hi)):
-        return False
-    return (s.length is None or len(v) == s.length) and (s.most is None or len(v) <= s.most)
-
-
-def _check(d: dict[str, Any], key: str, s: Spec, where: str, name: str) -> Any:
-    """``d[key]`` checked against ``s`` (recursively); a ConfigError naming ``where`` and field ``name``."""
-    if key not in d:
-        if s.opt:
-            return None
-        msg = f"{where}: field '{name}' is missing (need {_describe(s)})"
-        raise ConfigError(msg, hint="the run folder is damaged or was edited")
-    v = d[key]
-    if not _ok(v, s):
-        msg = f"{where}: field '{name}' must be {_describe(s)}; got {_kind(v)}"
-        raise ConfigError(msg, hint="the run folder is damaged or was edited")
-    if isinstance(v, dict):
-        for k, sub in s.fields.items():
-            _check(v, k, sub, where, _join(name, k))
-        if s.kind == "map" and s.items is not None:
-            for k in v:
-                _check(v, k, s.items, where, _join(name, k))
-    elif isinstance(v, list) and s.items is not None:
-        items = {str(i): x for i, x in enumerate(v)}
-        for i in items:
-            _check(items, i, s.items, where, f"{name}[{i}]")
-    return v
-
-
-def _join(name: str, key: str) -> str:
-    return f"{name}.{key[:60]}" if name else key[:60]
-
-
-def check_value(value: Any, s: Spec, where: str) -> Any:
-    """A whole file's value checked against ``s``."""
-    if not _ok(value, s):
-        msg = f"{where}: must hold {_describe(s)}; got {_kind(value)}"
-        raise ConfigError(msg, hint="the run folder is damaged or was edited")
-    return _check({"": value}, "", s, where, "")
-
-
-PROB = _num(0, 1)
-CI = Spec("list", items=PROB, length=2)
-COUNT = _int(0, MAX_COUNT)
-OPT_NUM = _opt("num")
-OPT_SCALAR = _opt("scalar")
-GUARD = _opt("dict", fields={"passed": _opt("bool"), "reasons": _opt("list", items=Spec("str")),
-                             "rejected_selection": _opt("dict", fields={"strategy": OPT_SCALAR})})
-EVAL = _opt("dict", fields={
-    "n": _int(0, MAX_COUNT, opt=True), "accuracy": PROB, "accuracy_ci95": CI, "roc_auc": OPT_NUM,
-    "margin_snr": OPT_NUM,
-    "length_baseline": Spec("dict", fields={"longer": PROB, "shorter": PROB, "ties": _num(0, 1, opt=True)})})
-METRICS = Spec("dict", fields={
-    "train_size": COUNT, "n_synthetic": COUNT, "train_curvature_weight": _num(0, 1, null=True),
-    "eval": EVAL, "eval_margins": _opt("list", items=_num(-MAX_MARGIN, MAX_MARGIN)),
-    "selection": _opt("dict", fields={"strategy": OPT_SCALAR, "ess": OPT_NUM, "share_negative_margin": OPT_NUM,
-                                      "pairs_selected": OPT_NUM, "equals_uniform": _opt("bool"), "guard": GUARD}),
-    "noise": _opt("dict", fields={"flagged": _int(0, MAX_COUNT, null=True, opt=True)}),
-    "augment": _opt("dict", fields={"provenance": _opt("dict", fields={"synonym_source": _opt("str")})}),
-    "training": _opt("dict"),
-})
-FILE_INFO = _opt("dict", fields={"path": OPT_SCALAR, "n": _int(0, MAX_COUNT, null=True, opt=True),
-                                 "sha256": OPT_SCALAR})
-MANIFEST = Spec("dict", fields={
-    "config": Spec("dict", fields={"rounds": _int(0, MAX_ROUND)}),
-    "budget_per_round": _int(0, MAX_COUNT, null=True, opt=True), "input": FILE_INFO, "heldout": FILE_INFO,
-    "plugins": _opt("map", items=Spec("dict", fields={"name": OPT_SCALAR, "version": OPT_SCALAR})),
-    "libraries": _opt("map", items=OPT_SCALAR), "rounds_finished": _opt("list", items=_int(0, MAX_ROUND)),
-    "timing": _opt("dict"), "created": OPT_SCALAR, "marsctl_version": OPT_SCALAR, "format_version": OPT_SCALAR,
-})
-PAIRED = _opt("dict", fields={"mean": _num(-1, 1), "ci95": Spec("list", items=_num(-1, 1), length=2),
-                              "wins": COUNT, "losses": COUNT})
-DIAGNOSTICS = _opt("dict", fields={k: OPT_NUM for k in (
-    "ess", "max_budget", "pairs_selected", "share_negative_margin", "p_chosen_longer_selected",
-    "test_p_chosen_longer", "novelty_corr")} | {"guard_fallbacks": _int(0, MAX_COUNT, null=True, opt=True)})
-STRATEGY_ROW = Spec("dict", fields={
-    "accuracy_mean": PROB, "accuracy_std": PROB, "accuracy_ci95": CI, "seeds": COUNT, "length_longer": PROB,
-    "length_shorter": PROB, "vs_uniform": PAIRED, "vs_none": PAIRED, "diagnostics": DIAGNOSTICS,
-    "train_curvature_weight": _num(0, 1, null=True, opt=True)})
-COMPARE_REPORT = Spec("dict", fields={
-    "config": Spec("dict", fields={"strategies": Spec("list", items=Spec("str"), most=MAX_STRATEGIES),
-                                   "seeds": _int(0, MAX_SEEDS, opt=True),
-                                   "refine": _opt("dict", fields={"guard": _opt("bool")}),
-                                   "guard": _opt("bool")}),
-    "protocols": Spec("map", items=Spec("map", items=STRATEGY_ROW))})
-COMPARE_INFO = Spec("dict", fields={
-    "config": _opt("dict"), "input": OPT_SCALAR, "input_sha256": OPT_SCALAR, "heldout": OPT_SCALAR,
-    "heldout_sha256": OPT_SCALAR, "libraries": _opt("map", items=OPT_SCALAR), "started": OPT_SCALAR})
-RUN_ROW = Spec("dict", fields={
-    "seed": _int(0, MAX_SEEDS), "protocol": Spec("str"), "strategy": Spec("str"), "accuracy": PROB,
-    "accuracy_by_round": Spec("list", items=PROB),
-    "selection": _opt("list", items=Spec("dict", fields={"guard": GUARD}))})
+    if (run_dir / COMPARE_JSON).is_file() or (run_dir / REPORT_JSON).is_file():
+        if not (run_dir / REPORT_JSON).is_file():
+            msg = f"{run_dir}: the compare run has not finished (no report.json)"
+            raise ConfigError(msg, hint="run the same marsctl compare again to finish it (it resumes)")
+        return "compare"  # a saved compare summary (report.json alone) too
+    if (run_dir / MANIFEST_JSON).is_file():
+        return "refine"
+    msg = f"{run_dir}: not a marsctl run folder (no manifest.json or compare.json)"
+    raise ConfigError(msg, hint="give the --out folder of a refine or compare run")
 
 
 # -- refine folders ----------------------------------------------------------------------------------------
 def round_files(metrics: dict[str, Any]) -> list[str]:
     """The files a finished round holds, by what its metrics say it did (metrics.json last)."""
-    files = ["train.jsonl", "scored.jsonl", "model"]
+    files = [TRAIN_JSONL, SCORED_JSONL, MODEL_DIR]
     if metrics.get("selection") is not None:
-        files += ["selected.jsonl", "synthetic.jsonl"]
+        files += [SELECTED_JSONL, SYNTHETIC_JSONL]
     if metrics.get("noise") is not None:
-        files.append("suspect.jsonl")
-    return [*files, "metrics.json"]
+        files.append(SUSPECT_JSONL)
+    return [*files, METRICS_JSON]
 
 
 def round_metrics(out: Path, root: Path | None = None) -> dict[int, dict[str, Any]]:
@@ -398,7 +186,7 @@ def round_metrics(out: Path, root: Path | None = None) -> dict[int, dict[str, An
     metrics = {}
     for k in rounds:  # in round order (round-10 sorts before round-2 by name)
         d = found[k]
-        m = check_value(read_json(d / "metrics.json", root), METRICS, str(d / "metrics.json"))
+        m = check_value(read_json(d / METRICS_JSON, root), METRICS, str(d / METRICS_JSON))
         for name in round_files(m):
             p = d / name
             if not os.path.lexists(p):
@@ -436,7 +224,7 @@ class RefineData:
 def refine_data(out: Path, root: Path | None = None) -> RefineData:
     """A refine run folder, read and checked (``root``: the folder nothing may lead out of; default ``out``)."""
     root = out if root is None else root
-    manifest = read_manifest(out / "manifest.json", root)
+    manifest = read_manifest(out / MANIFEST_JSON, root)
     metrics = round_metrics(out, root)
     _check_margins(out, metrics)
     return RefineData(out, manifest, metrics)
@@ -451,7 +239,7 @@ def _check_margins(out: Path, metrics: dict[int, dict[str, Any]]) -> None:
             continue
         n = ev.get("n", len(margins))
         if len(margins) != n or len(margins) != next(iter(sizes.values()), n):
-            msg = (f"{out / f'round-{k}' / 'metrics.json'}: field 'eval_margins' holds {len(margins)} margins; "
+            msg = (f"{round_dir(out, k) / METRICS_JSON}: field 'eval_margins' holds {len(margins)} margins; "
                    f"eval.n and the other rounds say {n if len(margins) != n else next(iter(sizes.values()))}")
             raise ConfigError(msg, hint="the run folder is damaged or was edited")
         sizes[k] = n
@@ -497,10 +285,15 @@ class CompareData:
     results: list[dict[str, Any]]
     runs: list[tuple[dict[str, Any], RefineData | None]] = field(default_factory=list)
 
+    @property
+    def runs_dir(self) -> Path:
+        """The folder that holds the runs' refine folders."""
+        return self.dir / RUNS_DIR
+
 
 def compare_report(out: Path) -> dict[str, Any]:
     """report.json of a compare folder, checked (protocols and strategies agree with its config)."""
-    path = out / "report.json"
+    path = out / REPORT_JSON
     rep = check_value(read_json(path, out), COMPARE_REPORT, str(path))
     strategies = rep["config"]["strategies"]
     if not strategies:
@@ -508,7 +301,7 @@ def compare_report(out: Path) -> dict[str, Any]:
         raise ConfigError(msg, hint="the run folder is damaged or was edited")
     for st in strategies:
         if not _NAME.fullmatch(st):
-            msg = f"{path}: field 'config.strategies' holds {_kind(st)}, not a strategy name"
+            msg = f"{path}: field 'config.strategies' holds {value_kind(st)}, not a strategy name"
             raise ConfigError(msg, hint="the run folder is damaged or was edited")
     if not rep["protocols"]:
         msg = f"{path}: field 'protocols' is empty"
@@ -526,7 +319,7 @@ def compare_report(out: Path) -> dict[str, Any]:
 
 def compare_results(out: Path, rep: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """runs.jsonl's rows, checked, each pointed at its run folder under ``out`` (wherever compare was run from)."""
-    path = out / "runs.jsonl"
+    path = out / RUNS_JSONL
     if not os.path.lexists(path):
         return []
     rep = compare_report(out) if rep is None else rep
@@ -542,7 +335,7 @@ def compare_results(out: Path, rep: dict[str, Any] | None = None) -> list[dict[s
             msg = f"{where}: field 'accuracy_by_round' holds {len(r['accuracy_by_round'])} rounds, not {rounds}"
             raise ConfigError(msg, hint="the run folder is damaged or was edited")
         rounds = len(r["accuracy_by_round"])
-        r["run_dir"] = str(out / "runs" / r["protocol"] / r["strategy"] / f"seed-{r['seed']}")
+        r["run_dir"] = str(compare_run_dir(out, r["protocol"], r["strategy"], r["seed"]))
         rows.append(r)
     return rows
 
@@ -550,7 +343,7 @@ def compare_results(out: Path, rep: dict[str, Any] | None = None) -> list[dict[s
 def compare_data(out: Path) -> CompareData:
     """A compare folder, read and checked: report.json, compare.json, runs.jsonl, and every run folder there."""
     rep = compare_report(out)
-    info_path = out / "compare.json"
+    info_path = out / COMPARE_JSON
     info = check_value(read_json(info_path, out), COMPARE_INFO, str(info_path)) if os.path.lexists(
         info_path) else {}
     results = compare_results(out, rep)
@@ -563,7 +356,7 @@ def compare_data(out: Path) -> CompareData:
         if not inside_folder(d, out).is_dir():
             msg = f"{d}: not a directory"
             raise ConfigError(msg, hint="the run folder is damaged or was edited")
-        mpath = d / "manifest.json"
+        mpath = d / MANIFEST_JSON
         manifest = read_manifest(mpath, out) if os.path.lexists(mpath) else {}
         metrics = round_metrics(d, out)
         _check_margins(d, metrics)

@@ -4,7 +4,7 @@
   that never saw it;
 * :func:`noise_flags` / :func:`noise_weights`: which pairs the cross-fitted margins mark as likely mislabeled,
   and the training weight each pair gets (``RefineConfig.noise``);
-* :func:`select_guarded`: ``steps.select``, with a selection that fails the guard (:func:`guard_reasons`)
+* :func:`select_guarded`: ``augmentation.select``, with a selection that fails the guard (:func:`guard_reasons`)
   replaced by a uniform one;
 * :func:`novelty`: how far the synthetic rows move their parents' margins in the model's eyes.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from marsctl import steps, ui
+from marsctl import augmentation, steps, ui
 from marsctl.errors import DataError
 from marsctl.plugin import Head
 from marsctl.records import SCORE_FIELDS
@@ -102,11 +102,11 @@ def guard_reasons(sel: dict[str, Any]) -> list[str]:
 
 def select_guarded(scored: list[dict[str, Any]], *, strategy: str, params: list[str], guard: bool, label: str,
                    **select_args: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """``steps.select``; with ``guard``, a selection that fails it is replaced by a uniform one (both recorded).
+    """``augmentation.select``; with ``guard``, a selection that fails it is replaced by a uniform one (both recorded).
 
     ``label`` starts the warning (``round 2``); ``select_args`` go to both selections.
     """
-    selected, sel = steps.select(scored, strategy=strategy, params=params, warn_identical=False, **select_args)
+    selected, sel = augmentation.select(scored, strategy=strategy, params=params, warn_identical=False, **select_args)
     if not guard:
         return selected, sel
     reasons = guard_reasons(sel)
@@ -115,7 +115,7 @@ def select_guarded(scored: list[dict[str, Any]], *, strategy: str, params: list[
         return selected, sel
     ui.warn(f"{label}: the {strategy} selection failed the guard ({'; '.join(reasons)}); "
             f"spending this round's budget uniformly instead")
-    selected, fallback = steps.select(scored, strategy="uniform", warn_identical=False, **select_args)
+    selected, fallback = augmentation.select(scored, strategy="uniform", warn_identical=False, **select_args)
     fallback["guard"] = {"passed": False, "reasons": reasons, "rejected_selection": sel}
     return selected, fallback
 

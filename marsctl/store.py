@@ -229,26 +229,35 @@ class SQLiteStore:
             return False, None
         return (self._valid is None or bool(self._valid(value))), value
 
+    def raw_rows(self, keys: list[bytes]) -> list[tuple[bytes, Any]]:
+        """The stored ``(key, value)`` rows of distinct ``keys``, not decoded (looked up 500 at a time)."""
+        rows: list[tuple[bytes, Any]] = []
+        with self._lock, self._guard():
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                q = f"SELECT key, {self.column} FROM {self.table} WHERE key IN ({','.join('?' * len(chunk))})"
+                rows += self._db.execute(q, chunk).fetchall()
+        return rows
+
+    def count_invalid(self, count: int) -> None:
+        """Count ``count`` stored values found damaged or unfit (to be recomputed), with one warning."""
+        from marsctl import ui
+
+        self.invalid += count
+        ui.warn(f"cache file {self.path}: {count} stored entries are damaged or do not fit; recomputing them")
+
     def get_many(self, keys: list[bytes]) -> dict[bytes, Any]:
         """Decoded values for the keys that are present (looked up 500 at a time)."""
         found: dict[bytes, Any] = {}
-        uniq = list(dict.fromkeys(keys))
         bad = 0
-        with self._lock, self._guard():
-            for i in range(0, len(uniq), 500):
-                chunk = uniq[i : i + 500]
-                q = f"SELECT key, {self.column} FROM {self.table} WHERE key IN ({','.join('?' * len(chunk))})"
-                for k, v in self._db.execute(q, chunk).fetchall():
-                    ok, value = self._decode_checked(v)
-                    if ok:
-                        found[bytes(k)] = value
-                    else:
-                        bad += 1
+        for k, v in self.raw_rows(list(dict.fromkeys(keys))):
+            ok, value = self._decode_checked(v)
+            if ok:
+                found[bytes(k)] = value
+            else:
+                bad += 1
         if bad:
-            from marsctl import ui
-
-            self.invalid += bad
-            ui.warn(f"cache file {self.path}: {bad} stored entries are damaged or do not fit; recomputing them")
+            self.count_invalid(bad)
         return found
 
     def put_many(self, items: list[tuple[bytes, Any]]) -> None:

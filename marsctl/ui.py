@@ -1,4 +1,9 @@
-"""Stderr output: the console, progress bars and tables. stdout carries only records."""
+"""What marsctl says to people: log lines, warnings, progress bars and tables.
+
+All of it goes to stderr, so that stdout carries only records (or ``--json``), except a table that is
+itself what the user asked for (``plugins show``, ``eval`` without ``--json``): inside ``on_stdout``
+tables go to stdout, so ``| grep`` and ``| less`` see them.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,50 @@ from collections.abc import Iterator
 from typing import Any
 
 _console = None
+_out_console = None
 _quiet = 0  # depth of nested quiet() blocks
+_on_stdout = 0  # depth of nested on_stdout() blocks
+
+
+def _new_console(stderr: bool) -> Any:
+    from rich.console import Console
+
+    # Off a terminal (logs, CI, a pipe) rich would wrap tables at 80 columns; give them room instead.
+    width = None if (sys.stderr if stderr else sys.stdout).isatty() else 160
+    return Console(stderr=stderr, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, width=width)
 
 
 def console() -> Any:
     """The shared rich Console on stderr (colour only on a TTY, NO_COLOR honoured)."""
     global _console
     if _console is None:
-        from rich.console import Console
-
-        # Off a terminal (logs, CI) rich would wrap tables at 80 columns; give them room instead.
-        width = None if sys.stderr.isatty() else 160
-        _console = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None,
-                           highlight=False, width=width)
+        _console = _new_console(stderr=True)
     return _console
+
+
+def _table_console() -> Any:
+    """Where a table goes: the stdout Console inside ``on_stdout``, else the stderr one."""
+    global _out_console
+    if not _on_stdout:
+        return console()
+    if _out_console is None:
+        _out_console = _new_console(stderr=False)
+    return _out_console
+
+
+@contextlib.contextmanager
+def on_stdout() -> Iterator[None]:
+    """Print tables on stdout inside the block: the human-readable answer a command was asked for.
+
+    Only where stdout carries nothing else (no records, no ``--json``). Log lines, warnings, held-back
+    notes and progress bars stay on stderr.
+    """
+    global _on_stdout
+    _on_stdout += 1
+    try:
+        yield
+    finally:
+        _on_stdout -= 1
 
 
 @contextlib.contextmanager
@@ -125,7 +160,7 @@ def progress(description: str, total: int | None, unit: str = "items") -> Iterat
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    """Print a table on stderr."""
+    """Print a table on stderr (on stdout inside ``on_stdout``)."""
     if _quiet:
         return
     flush_notes()
@@ -137,7 +172,7 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
         t.add_column(c, justify="right" if numeric and rows else "left")
     for r in rows:
         t.add_row(*[_fmt(v) for v in r])
-    console().print(t)
+    _table_console().print(t)
 
 
 def _looks_numeric(v: Any) -> bool:

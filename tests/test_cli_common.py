@@ -11,8 +11,7 @@ from conftest import FIXTURES, run_cli
 
 from marsctl.cli.app import app
 from marsctl.cli.common import default_of, help_of
-from marsctl.compare import CompareConfig
-from marsctl.loop import RefineConfig
+from marsctl.config import CompareConfig, RefineConfig
 
 TINY = str(FIXTURES / "tiny.jsonl")
 SCORED = '{"id":"a","prompt":"p","chosen":"a","rejected":"b","score_chosen":1.0,"score_rejected":0.0,' \

@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, read_jsonl, run_cli
 
-from marsctl import steps
+from marsctl import augmentation, steps
 from marsctl.embed import encoder_stats
 from marsctl.errors import ConfigError, DataError
-from marsctl.jsonio import dumps
 from marsctl.loop import Noise
 from marsctl.modeldir import load_head
 from marsctl.params import build_config
-from marsctl.records import read_pairs
+from marsctl.records import dumps, read_pairs
 from marsctl.testing import check_augmenter
 from marsctl_plugins.augmenters.contrast import ContrastAugmenter, ContrastConfig
 
@@ -50,7 +49,7 @@ def model_dir(base_file: Path, tmp_path_factory: pytest.TempPathFactory, cache_d
 @pytest.fixture(scope="module")
 def selected_file(base: list[dict], model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Base pairs scored and selected with a budget of 12: most rows get budget 0."""
-    rows, _ = steps.select(steps.score(base, load_head(model_dir)), strategy="uniform", budget=12, seed=1)
+    rows, _ = augmentation.select(steps.score(base, load_head(model_dir)), strategy="uniform", budget=12, seed=1)
     path = tmp_path_factory.mktemp("contrast-sel") / "selected.jsonl"
     path.write_text(lines(rows), encoding="utf-8")
     return path
@@ -159,9 +158,9 @@ def test_soft_noise_weights_multiply_a_rows_own_weight():
 def test_cli_file_stdin_and_any_chunking_give_the_rows_of_one_call(selected_file):
     selected = [{k: v for k, v in r.items() if k != "_line"} for r in read_pairs(selected_file)]
     assert sum(r["budget"] > 0 for r in selected) < len(selected)  # rows of budget 0 feed the pools too
-    want, stats = steps.augment(selected, steps.make_augmenter("contrast", seed=2), round=1)
+    want, stats = augmentation.augment(selected, augmentation.make_augmenter("contrast", seed=2), round=1)
     assert len(want) == 12 and stats["backend"] == "contrast"
-    parts = list(steps.iter_augment(iter(selected), steps.make_augmenter("contrast", seed=2), round=1, chunk=3))
+    parts = list(augmentation.iter_augment(iter(selected), augmentation.make_augmenter("contrast", seed=2), round=1, chunk=3))
     assert len(parts) == 1 and lines(parts[0][0]) == lines(want)  # read whole, whatever the chunk
     by_file = run_cli("augment", str(selected_file), "--backend", "contrast", "--seed", "2", check=True)
     by_stdin = run_cli("augment", "-", "--backend", "contrast", "--seed", "2",
@@ -187,10 +186,11 @@ def test_cli_one_prompt_exits_2_with_no_output(base, tmp_path):
 
 def test_plugins_show_documents_the_params():
     proc = run_cli("plugins", "show", "augmenter", "contrast", check=True, env={"COLUMNS": "250"})
-    assert "Cross-prompt contrast pairs" in proc.stderr
+    # the table the user asked for is on stdout (issue 19: `| grep` and `| less` see it)
+    assert "Cross-prompt contrast pairs" in proc.stdout
     for name, help_start in (("weight", "BT loss weight"), ("pool_size", "Off-prompt responses"),
                              ("responses", "Which responses")):
-        assert name in proc.stderr and help_start in proc.stderr
+        assert name in proc.stdout and help_start in proc.stdout
 
 
 def test_refine_with_contrast_writes_weighted_rows_and_trains_on_them(base_file, tmp_path):

@@ -46,7 +46,7 @@ def test_vectors_in_other_company_agree_within_the_stated_tolerance(tmp_path, te
 def test_canonical_batches_match_sentence_transformers(tmp_path, texts):
     enc = fresh(tmp_path, "st")
     ours = enc.encode(texts)
-    ref = enc._load().encode(texts, batch_size=16, normalize_embeddings=True, convert_to_numpy=True)
+    ref = enc.torch.load().encode(texts, batch_size=16, normalize_embeddings=True, convert_to_numpy=True)
     cos = (ours * ref).sum(axis=1)
     assert cos.min() > 0.99999
     assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
@@ -54,9 +54,9 @@ def test_canonical_batches_match_sentence_transformers(tmp_path, texts):
 
 def test_padded_length_is_a_multiple_capped_at_max_seq_length(tmp_path):
     enc = fresh(tmp_path, "pad")
-    assert enc._padded_length(1) == PAD_MULTIPLE
-    assert enc._padded_length(PAD_MULTIPLE + 1) == 2 * PAD_MULTIPLE
-    assert enc._padded_length(10_000) == enc.max_seq_length
+    assert enc.padded_length(1) == PAD_MULTIPLE
+    assert enc.padded_length(PAD_MULTIPLE + 1) == 2 * PAD_MULTIPLE
+    assert enc.padded_length(10_000) == enc.max_seq_length
 
 
 def test_stores_on_one_file_share_one_connection(tmp_path):

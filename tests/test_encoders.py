@@ -1,4 +1,4 @@
-"""Encoder backends (marsctl.encoders): onnx agrees with torch, each is independent of batch company,
+"""Encoder backends (marsctl.embed): onnx agrees with torch, each is independent of batch company,
 the built artefacts are reused, and a damaged one is rebuilt, never used."""
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from conftest import FIXTURES, read_jsonl, run_cli
 
-from marsctl.embed import BATCH_TOLERANCE, EmbeddingCache, Encoder
-from marsctl.encoders import FORMAT
+from marsctl.embed import BATCH_TOLERANCE, FORMAT, EmbeddingCache, Encoder
 from marsctl.errors import ConfigError
 
 
@@ -31,7 +30,7 @@ def built(cache_dir: Path, backend: str) -> Encoder:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MARSCTL_CACHE_DIR", str(cache_dir))
         enc = Encoder(backend=backend, cache=EmbeddingCache(cache_dir / f"test-{backend}.sqlite"))
-        enc._backend()
+        enc.engine()
     return enc
 
 
@@ -74,12 +73,12 @@ def test_onnx_vectors_in_other_company_agree_within_the_tolerance(onnx_enc, tmp_
 
 
 def test_onnx_export_is_reused_from_the_cache(onnx_enc, tmp_path, texts, capsys):
-    path = onnx_enc._backend().path
+    path = onnx_enc.engine().path
     before = path.stat().st_mtime_ns
     again = fresh(tmp_path, "again", "onnx")
     vecs = again.encode(texts[:5])
-    assert again._backend().path == path and path.stat().st_mtime_ns == before
-    assert again._model is None  # torch was never loaded: nothing was exported
+    assert again.engine().path == path and path.stat().st_mtime_ns == before
+    assert again.torch.model is None  # torch was never loaded: nothing was exported
     assert "building" not in capsys.readouterr().err
     assert np.array_equal(vecs, onnx_enc.encode(texts[:5]))
 
@@ -87,7 +86,7 @@ def test_onnx_export_is_reused_from_the_cache(onnx_enc, tmp_path, texts, capsys)
 @pytest.mark.parametrize("damage", ["flipped-bytes", "half-written"])
 def test_damaged_onnx_export_is_rebuilt_not_used(onnx_enc, tmp_path, monkeypatch, capsys, texts, damage):
     """A file whose sha256 does not match its sidecar (or that has none: an interrupted write) is rebuilt."""
-    src = onnx_enc._backend().path
+    src = onnx_enc.engine().path
     cache = tmp_path / "cache"
     (cache / "encoders").mkdir(parents=True)
     dst = cache / "encoders" / src.name
@@ -141,7 +140,7 @@ def test_static_vectors_are_model2vecs_own(static_enc, texts):
     from safetensors import safe_open
     from tokenizers import Tokenizer
 
-    with safe_open(str(static_enc._backend().path), framework="numpy") as f:
+    with safe_open(str(static_enc.engine().path), framework="numpy") as f:
         table, meta = f.get_tensor("embeddings"), f.metadata()
     ref = StaticModel(vectors=table, tokenizer=Tokenizer.from_str(meta["tokenizer"]), normalize=True)
     ours = static_enc.encode(texts)

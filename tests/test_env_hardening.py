@@ -220,7 +220,7 @@ def read_jsonl_text(text: str) -> list[dict]:
 
 
 def test_one_seed_definition_in_the_library() -> None:
-    from marsctl import steps
+    from marsctl import augmentation
     from marsctl.config import RefineConfig
     from marsctl.stats import bootstrap_ci
 
@@ -233,7 +233,7 @@ def test_one_seed_definition_in_the_library() -> None:
         with pytest.raises(ConfigError, match="seed"):
             bootstrap_ci([0.0, 1.0], seed=bad)
         with pytest.raises(ConfigError, match="seed"):
-            steps.make_augmenter("eda", seed=bad)
+            augmentation.make_augmenter("eda", seed=bad)
     assert bootstrap_ci([0.0, 1.0, 1.0], seed=SEED_MAX, n_boot=200)
 
 

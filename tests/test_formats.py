@@ -17,8 +17,7 @@ import pytest
 from conftest import FIXTURES, read_jsonl, run_cli
 
 from marsctl.errors import ConfigError, DataError
-from marsctl.jsonio import write_records
-from marsctl.records import read_pairs
+from marsctl.records import read_pairs, write_records
 
 FORMATS = FIXTURES / "formats"
 TINY = FIXTURES / "tiny.jsonl"

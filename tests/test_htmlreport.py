@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, ROOT, read_jsonl, run_cli
 
-from marsctl import htmlreport
+from marsctl import htmlreport, verdict
+from marsctl.config import RefineConfig
 from marsctl.errors import ConfigError
-from marsctl.loop import RefineConfig, RefineRun
 from marsctl.records import read_pairs
+from marsctl.runs import RefineRun
 
 EVIL = "<script>alert('x')</script>"
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.I)
@@ -95,7 +96,7 @@ def test_compare_report_verdict_and_tables(compare_dir):
     assert_self_contained(page)
     assert len(re.findall("<img ", page)) == 5
     rep = json.loads((compare_dir / "report.json").read_text())
-    lines, _ = htmlreport.compare_verdict(rep)
+    lines, _ = verdict.compare_verdict(rep)
     assert len(lines) == 2 and lines[0].startswith("same epochs: the best strategy is ")
     assert all(("within noise" in line) or ("beyond noise" in line) for line in lines)
     for line in lines:
@@ -113,7 +114,7 @@ def test_compare_verdict_says_when_a_difference_is_beyond_noise():
         "uniform": {**row, "accuracy_mean": 0.57},
         "mars": {**row, "vs_none": {"mean": 0.05, "ci95": [0.01, 0.09], "wins": 5, "losses": 0},
                  "vs_uniform": {"mean": 0.03, "ci95": [-0.01, 0.07], "wins": 4, "losses": 1}}}}}
-    (line,), warn = htmlreport.compare_verdict(rep)
+    (line,), warn = verdict.compare_verdict(rep)
     assert line.startswith("matched steps: the best strategy is mars (60.0 % mean held-out accuracy over 5 seeds)")
     assert "Against none: +5.0 [+1.0, +9.0] (5/0) points (wins/losses over seeds), better, beyond noise" in line
     assert "Against uniform: +3.0 [-1.0, +7.0] (4/1) points (wins/losses over seeds), within noise" in line

@@ -26,7 +26,7 @@ import pytest
 import zstandard
 from conftest import read_jsonl
 
-from marsctl import jsonio
+from marsctl import inputs, jsonarray
 
 ROWS = [{"prompt": f"p{i}", "chosen": f"a{i}", "rejected": f"b{i}", "pred_margin": 0.5} for i in range(1, 7)]
 JSONL = b"".join(json.dumps(r).encode() + b"\n" for r in ROWS)
@@ -317,8 +317,8 @@ def test_json_array_reader_matches_json_loads_at_every_piece_boundary(monkeypatc
              "l": [1, [2, {"a": "b"}]], "s": "\u20ac\U0001f600"} for i in range(30)] + [7, "x", None, 3.25]
     data = json.dumps(rows, ensure_ascii=False, indent=2).encode()
     for piece in (1, 2, 3, 7, 64):
-        monkeypatch.setattr(jsonio, "_PIECE", piece)
-        got = [v for _, v in jsonio.iter_json_array(io.BytesIO(data), "a.json")]
+        monkeypatch.setattr(jsonarray, "_PIECE", piece)
+        got = [v for _, v in jsonarray.iter_json_array(io.BytesIO(data), "a.json")]
         assert got == rows, piece
 
 
@@ -335,9 +335,9 @@ def test_json_array_reader_errors(data, expected, monkeypatch):
     from marsctl.errors import DataError
 
     for piece in (3, 1 << 20):
-        monkeypatch.setattr(jsonio, "_PIECE", piece)
+        monkeypatch.setattr(jsonarray, "_PIECE", piece)
         with pytest.raises(DataError) as e:
-            list(jsonio.iter_json_array(io.BytesIO(data), "a.json"))
+            list(jsonarray.iter_json_array(io.BytesIO(data), "a.json"))
         assert expected in str(e.value), (piece, str(e.value))
 
 
@@ -347,13 +347,13 @@ def test_rereadable_copies_a_fifo_whole_and_keeps_its_extensions(tmp_path):
     os.mkfifo(fifo)
     data = PACK["gz"](csv_bytes(ROWS))
     writer = slow_writer(fifo, data)
-    assert jsonio.read_once(fifo) and jsonio.read_once("-") and not jsonio.read_once(tmp_path)
-    with jsonio.rereadable(fifo) as (copy, name):
+    assert inputs.read_once(fifo) and inputs.read_once("-") and not inputs.read_once(tmp_path)
+    with inputs.rereadable(fifo) as (copy, name):
         writer.join(timeout=60)
-        assert name == str(fifo) and copy.endswith(".csv.gz") and not jsonio.read_once(copy)
+        assert name == str(fifo) and copy.endswith(".csv.gz") and not inputs.read_once(copy)
         assert Path(copy).read_bytes() == data
     assert not Path(copy).exists()
     regular = tmp_path / "pairs.jsonl"
     regular.write_bytes(JSONL)
-    with jsonio.rereadable(regular) as (same, _):
+    with inputs.rereadable(regular) as (same, _):
         assert same == str(regular)

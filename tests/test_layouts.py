@@ -18,9 +18,8 @@ from typing import Any, ClassVar
 import pytest
 from conftest import FIXTURES, read_jsonl, run_cli
 
-from marsctl.jsonio import dumps
 from marsctl.plugin import Augmenter
-from marsctl.records import read_pairs
+from marsctl.records import dumps, read_pairs
 
 FORMATS = FIXTURES / "formats"
 MARKER = re.compile(r"^(User|Assistant|System|Human):|\n\n(User|Assistant|System|Human):")

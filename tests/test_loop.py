@@ -7,7 +7,7 @@ import json
 import pytest
 from conftest import FIXTURES, read_jsonl, run_cli
 
-from marsctl import steps
+from marsctl import augmentation
 from marsctl.errors import ConfigError
 from marsctl.loop import RefineConfig, RefineRun
 from marsctl.records import read_pairs
@@ -61,7 +61,7 @@ def test_interrupted_run_loses_no_finished_round_and_resume_matches(tmp_path, mo
     full = RefineRun(pairs, tmp_path / "full", config(), heldout=held).run()
 
     calls = {"n": 0}
-    real_augment = steps.augment
+    real_augment = augmentation.augment
 
     def flaky(*args, **kwargs):
         calls["n"] += 1
@@ -69,14 +69,14 @@ def test_interrupted_run_loses_no_finished_round_and_resume_matches(tmp_path, mo
             raise KeyboardInterrupt
         return real_augment(*args, **kwargs)
 
-    monkeypatch.setattr(steps, "augment", flaky)
+    monkeypatch.setattr(augmentation, "augment", flaky)
     run = RefineRun(pairs, tmp_path / "cut", config(), heldout=held)
     with pytest.raises(KeyboardInterrupt):
         run.run()
     assert run.finished_rounds() == [0, 1]
     assert not (tmp_path / "cut" / "round-2.partial").exists()
     before = (tmp_path / "cut" / "round-1" / "scored.jsonl").read_bytes()
-    monkeypatch.setattr(steps, "augment", real_augment)
+    monkeypatch.setattr(augmentation, "augment", real_augment)
     resumed = RefineRun(pairs, tmp_path / "cut", config(), heldout=held).run(resume=True)
     assert (tmp_path / "cut" / "round-1" / "scored.jsonl").read_bytes() == before  # never rewritten
     assert _scores(tmp_path / "cut") == _scores(tmp_path / "full")

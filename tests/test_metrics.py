@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from marsctl import metrics, rewardbench, stats
+from marsctl import comparestats, metrics, rewardbench, stats
+from marsctl.lengths import correlation, slim_row
 
 
 def test_roc_auc_matches_sklearn():
@@ -61,9 +62,9 @@ def test_evaluate_length_baseline_and_subsets():
 
 def test_paired_difference_extremes():
     ones, zeros = np.ones(100), np.zeros(100)
-    d = metrics.paired_difference([ones, ones], [zeros, zeros], n_boot=300)
+    d = comparestats.paired_difference([ones, ones], [zeros, zeros], n_boot=300)
     assert d["mean"] == 1.0 and d["ci95"] == [1.0, 1.0] and (d["wins"], d["losses"]) == (2, 0)
-    same = metrics.paired_difference([ones], [ones], n_boot=300)
+    same = comparestats.paired_difference([ones], [ones], n_boot=300)
     assert same["mean"] == 0.0 and same["ci95"] == [0.0, 0.0] and same["ties"] == 1
 
 
@@ -78,7 +79,7 @@ def test_paired_difference_known_standard_error():
         a[flip] = 1
         a_runs.append(a)
         b_runs.append(b)
-    d = metrics.paired_difference(a_runs, b_runs, n_boot=2000, seed=1)
+    d = comparestats.paired_difference(a_runs, b_runs, n_boot=2000, seed=1)
     assert d["mean"] == pytest.approx(0.01)
     half = (d["ci95"][1] - d["ci95"][0]) / 2
     assert half == pytest.approx(1.96 * np.sqrt(0.01 * 0.99 / 1000) / np.sqrt(5), rel=0.25)
@@ -98,7 +99,7 @@ def test_compare_statistics_by_hand():
             "p_chosen_longer_selected": 0.5, "novelty": None, "guard": {"passed": True}}]
     results = [_run(1, "none", [1, 1], tcw=0.25), _run(0, "none", [1, 0], tcw=0.25),
                _run(0, "uniform", [1, 1], sel[:1], tcw=0.1), _run(1, "uniform", [1, 1], sel[1:], tcw=0.2)]
-    out = metrics.compare_statistics(results, ["none", "uniform"], ["steps"], refs=("uniform", "none"), n_boot=200)
+    out = comparestats.compare_statistics(results, ["none", "uniform"], ["steps"], refs=("uniform", "none"), n_boot=200)
     none, uni = out["steps"]["none"], out["steps"]["uniform"]
     assert (none["accuracy_mean"], none["accuracy_std"], none["seeds"]) == (0.75, 0.25, 2)
     assert (uni["accuracy_mean"], uni["accuracy_std"]) == (1.0, 0.0) and uni["accuracy_ci95"] == [1.0, 1.0]
@@ -182,7 +183,7 @@ def test_reward_margin_and_length_diagnostics_by_hand():
     rewards = [1.0, 2.0, -1.0, 4.0, -2.0, 0.5] + [0.0] * 6
     assert ln["reward_vs_length"]["pearson"] == pytest.approx(np.corrcoef(lengths, rewards)[0, 1])
     ranks = [np.argsort(np.argsort(v)) for v in ([8, 6, 4, -8, -6], [1.0, 2.0, -1.0, 4.0, -2.0])]
-    assert metrics.correlation([8, 6, 4, -8, -6], [1.0, 2.0, -1.0, 4.0, -2.0])["spearman"] == pytest.approx(
+    assert correlation([8, 6, 4, -8, -6], [1.0, 2.0, -1.0, 4.0, -2.0])["spearman"] == pytest.approx(
         np.corrcoef(*ranks)[0, 1])
     # |Δ| sorted (stable): 0.5+ 1+ | 1− 2+ | 2− | 4+ → buckets of 2, 2, 1, 1 (equal mass, first ones larger)
     assert [(b["n"], b["accuracy"]) for b in out["accuracy_by_margin"]] == [(2, 1.0), (2, 0.5), (1, 0.0), (1, 1.0)]
@@ -191,7 +192,7 @@ def test_reward_margin_and_length_diagnostics_by_hand():
     assert sub["length"]["chosen_shorter"]["n"] == 2 and sub["accuracy"] == pytest.approx(2 / 3)
     assert sub["length_baseline"]["shorter"] == pytest.approx(2 / 3) and len(sub["accuracy_ci95"]) == 2
     assert set(sub["calibration"]) == {"ece", "n_bins", "brier", "log_loss"}
-    assert metrics.correlation([1, 1, 1], [1, 2, 3]) == {"spearman": None, "pearson": None}
+    assert correlation([1, 1, 1], [1, 2, 3]) == {"spearman": None, "pearson": None}
 
 
 def test_evaluate_on_slim_rows_equals_full_rows():
@@ -205,5 +206,5 @@ def test_evaluate_on_slim_rows_equals_full_rows():
         r["pred_margin"] = r["score_chosen"] - r["score_rejected"]
         r["subset"], r["group_id"] = ("alpacaeval-easy", "hep-go")[i % 2], i // 3
     full = metrics.evaluate(rows, n_boot=200, calibrate=0.5)
-    slim = metrics.evaluate([metrics.slim_row(r) for r in rows], n_boot=200, calibrate=0.5)
+    slim = metrics.evaluate([slim_row(r) for r in rows], n_boot=200, calibrate=0.5)
     assert slim == full and full["length"]["chosen_longer"]["n"] > 0

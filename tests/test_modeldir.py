@@ -166,12 +166,12 @@ def test_a_model_whose_encoder_is_nowhere_exits_2_naming_what_it_expected(tiny, 
 def test_a_model_dir_without_a_fingerprint_still_loads(copy, saved, tiny):
     """Written before fingerprints were recorded: matched on the short fingerprint in its encoder id."""
     cfg = json.loads((copy / "config.json").read_text())
-    from marsctl.embed import _legacy_fingerprint
+    from marsctl.embed import legacy_fingerprint
 
     for key in ("name", "fingerprint"):
         del cfg["encoder"][key]
     enc = cfg["encoder"]
-    enc["id"] = f"{Path(enc['path']).name}:{_legacy_fingerprint(enc['path'], enc['max_seq_length'])}"  # as written then
+    enc["id"] = f"{Path(enc['path']).name}:{legacy_fingerprint(enc['path'], enc['max_seq_length'])}"  # as written then
     (copy / "config.json").write_text(json.dumps(cfg))
     assert load_head(copy).score(tiny) == saved[1]
     cfg["encoder"]["id"] = "model:0123456789abcdef"

@@ -8,7 +8,7 @@ import math
 import pytest
 from conftest import FIXTURES, read_jsonl, run_cli
 
-from marsctl import steps
+from marsctl import augmentation
 from marsctl.errors import ConfigError, DataError
 from marsctl.loop import RefineConfig, RefineRun
 from marsctl.records import read_pairs
@@ -73,7 +73,7 @@ def test_resume_with_noise_matches_an_uninterrupted_run(tmp_path, monkeypatch):
     pairs, held = read_pairs(TINY), read_pairs(TEST)
     cfg = config(rounds=2, noise="soft", strategy="uniform")
     full = RefineRun(pairs, tmp_path / "full", cfg, heldout=held).run()
-    real_augment = steps.augment
+    real_augment = augmentation.augment
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -82,10 +82,10 @@ def test_resume_with_noise_matches_an_uninterrupted_run(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_augment(*args, **kwargs)
 
-    monkeypatch.setattr(steps, "augment", flaky)
+    monkeypatch.setattr(augmentation, "augment", flaky)
     with pytest.raises(KeyboardInterrupt):
         RefineRun(pairs, tmp_path / "cut", cfg, heldout=held).run()
-    monkeypatch.setattr(steps, "augment", real_augment)
+    monkeypatch.setattr(augmentation, "augment", real_augment)
     resumed = RefineRun(pairs, tmp_path / "cut", cfg, heldout=held).run(resume=True)
     for f in ("train.jsonl", "suspect.jsonl", "scored.jsonl"):
         assert (tmp_path / "cut" / "round-2" / f).read_bytes() == (tmp_path / "full" / "round-2" / f).read_bytes()
@@ -121,7 +121,7 @@ def _scored(spreads):
 def test_uncertainty_selector_needs_the_ensemble_spread(tmp_path):
     with pytest.raises(DataError, match=r"mine line 3: the uncertainty selector needs a number in field "
                                         r"'pred_margin_std' \(no such field\)") as e:
-        steps.select(_scored([0.1, 0.2, None]), strategy="uncertainty", budget=6, name="mine")
+        augmentation.select(_scored([0.1, 0.2, None]), strategy="uncertainty", budget=6, name="mine")
     assert "ensemble=5" in (e.value.hint or "")
     src = tmp_path / "scored.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in _scored([0.1, None])))
@@ -135,18 +135,18 @@ def test_uncertainty_selector_needs_the_ensemble_spread(tmp_path):
 
 def test_uncertainty_selector_prefers_high_spread_pairs():
     spreads = [0.01, 0.02, 0.5, 0.01, 0.6, 0.02, 0.01, 0.03]
-    selected, summary = steps.select(_scored(spreads), strategy="uncertainty", budget=24, cap=25)
+    selected, summary = augmentation.select(_scored(spreads), strategy="uncertainty", budget=24, cap=25)
     budgets = [r["budget"] for r in selected]
     assert budgets[2] > max(budgets[i] for i in (0, 1, 3, 5, 6, 7)) and budgets[4] >= budgets[2]
     assert summary["equals_uniform"] is False and summary["alpha_eff"] > 0
-    flat, summary = steps.select(_scored([0.2] * 8), strategy="uncertainty", budget=24)
+    flat, summary = augmentation.select(_scored([0.2] * 8), strategy="uncertainty", budget=24)
     assert [r["budget"] for r in flat] == [3] * 8 and summary["equals_uniform"] is True
 
 
 def test_selection_summary_says_when_it_equals_uniform():
     rows = [{**r, "pred_margin": m} for r, m in zip(read_pairs(TINY)[:6], [0.01, -0.02, 0.03, 0.0, 0.02, -0.01],
                                                     strict=True)]
-    _, flat = steps.select(rows, strategy="mars-abs", budget=6)  # budget n, flat margins: one row each
+    _, flat = augmentation.select(rows, strategy="mars-abs", budget=6)  # budget n, flat margins: one row each
     assert flat["equals_uniform"] is True
-    _, tilted = steps.select(rows, strategy="mars-abs", budget=30, params=["alpha=3", "alpha_scale=std"])
+    _, tilted = augmentation.select(rows, strategy="mars-abs", budget=30, params=["alpha=3", "alpha_scale=std"])
     assert tilted["equals_uniform"] is False

@@ -23,7 +23,7 @@ import pytest
 from conftest import FIXTURES, read_jsonl, run_cli
 
 EXTS = [".jsonl", ".jsonl.gz", ".jsonl.zst", ".parquet", ".csv", ""]
-N_GROUPS = 20000  # more rows than one Parquet row group (marsctl.formats._GROUP)
+N_GROUPS = 20000  # more rows than one Parquet row group (marsctl.writers._GROUP)
 
 
 def pairs(n: int, **extra_at: dict) -> list[dict]:
@@ -166,7 +166,7 @@ def test_directory_outputs_refuse_a_device(tmp_path):
 
 def test_python_writers_keep_special_files(tmp_path):
     """write_bytes (the PNGs of report --plots), write_json and atomic_writer write a device or FIFO in place."""
-    from marsctl.jsonio import atomic_writer, write_bytes, write_json
+    from marsctl.atomic import atomic_writer, write_bytes, write_json
 
     dev = char_device(tmp_path / "fig.png")
     write_bytes(b"\x89PNG...", dev)

@@ -272,8 +272,8 @@ def test_outputs_get_the_mode_of_a_plain_open_not_mkstemps(tmp_path):
     """A written file is 0666 less the umask (mkstemp alone would leave 0600); a new folder 0777 less it."""
     import stat
 
-    from marsctl.jsonio import write_records
-    from marsctl.outputs import new_temp_dir
+    from marsctl.atomic import new_temp_dir
+    from marsctl.records import write_records
 
     old = os.umask(0o022)
     try:

@@ -10,9 +10,10 @@ import pytest
 from conftest import FIXTURES, ROOT, read_jsonl, run_cli
 
 from marsctl import plots, report
-from marsctl.htmlreport import compare_results
-from marsctl.loop import RefineConfig, RefineRun
+from marsctl.config import RefineConfig
 from marsctl.records import read_pairs
+from marsctl.rundir import compare_results
+from marsctl.runs import RefineRun
 
 REFINE_PNGS = ("accuracy_by_round.png", "margins_by_round.png", "budget_vs_margin.png")
 COMPARE_PNGS = ("accuracy.png", "paired_delta.png", "accuracy_by_round.png", "margins_by_round.png",

@@ -108,7 +108,7 @@ def test_the_loss_options_are_declared_once_for_every_head():
 def test_round6_is_pythons_round_to_6_decimals_also_at_halves_and_extremes():
     import numpy as np
 
-    from marsctl.plugin.head import round6
+    from marsctl.scorefields import round6
 
     rng = np.random.default_rng(0)
     halves = [(int(k) + 0.5) / 1e6 for k in rng.integers(-10**9, 10**9, 20000)]  # the ties numpy could miss

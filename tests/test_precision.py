@@ -10,9 +10,18 @@ import numpy as np
 import pytest
 from conftest import FIXTURES, run_cli
 
-from marsctl import encoders
-from marsctl.embed import EmbeddingCache, Encoder, cache_id, default_encoder_path
-from marsctl.encoders import BF16_CPU_FLAGS, PRECISION_FORMAT, native_bf16, resolve_precision
+from marsctl.embed import (
+    BF16_CPU_FLAGS,
+    PRECISION_FORMAT,
+    EmbeddingCache,
+    Encoder,
+    TorchBackend,
+    cache_id,
+    default_encoder_path,
+    native_bf16,
+    resolve_precision,
+)
+from marsctl.embed import precision as encoder_precision
 from marsctl.errors import ConfigError
 
 NATIVE = native_bf16()
@@ -28,20 +37,20 @@ def texts() -> list[str]:
 @pytest.fixture(scope="module")
 def model() -> object:
     """The bundled encoder, loaded once and shared by the encoders of this module (its weights do not change)."""
-    return Encoder()._load()
+    return Encoder().torch.load()
 
 
 def fresh(tmp_path: Path, name: str, model: object, precision: str = "fp32", cache: str | None = None) -> Encoder:
     enc = Encoder(precision=precision, cache=EmbeddingCache(tmp_path / f"{cache or name}.sqlite", dim=384))
-    enc._model = model
+    enc.torch.model = model
     return enc
 
 
-def todays_forward(self: Encoder, texts: list[str], length: int) -> np.ndarray:
-    """``Encoder._forward_torch`` as it was before the precision path (the reference for fp32)."""
+def todays_forward(self: TorchBackend, texts: list[str], length: int) -> np.ndarray:
+    """``TorchBackend.forward`` as it was before the precision path (the reference for fp32)."""
     import torch
 
-    m = self._load()
+    m = self.load()
     features = m.tokenizer(texts, padding="max_length", truncation=True, max_length=length, return_tensors="pt")
     features = {k: v.to(m.device) for k, v in features.items()}
     with torch.inference_mode():
@@ -65,7 +74,7 @@ def test_fp32_is_the_default_and_keeps_todays_keys(model):
 
 def test_forced_fp32_equals_todays_vectors_bit_for_bit(tmp_path, monkeypatch, model, texts, fp32):
     with monkeypatch.context() as m:
-        m.setattr(Encoder, "_forward_torch", todays_forward)
+        m.setattr(TorchBackend, "forward", todays_forward)
         before = fresh(tmp_path, "today", model).encode(texts)
     assert fp32.dtype == np.float32 and fp32.shape == (len(texts), 384)
     assert np.array_equal(fp32, before)  # same texts, same canonical batches, same bits
@@ -98,7 +107,7 @@ def test_the_cache_never_answers_one_precision_with_the_other(tmp_path, model, t
 
 def test_bf16_and_fp32_keys_differ_for_every_text(monkeypatch, texts):
     """Whatever the CPU: the keys differ (the bf16 encoder is only built here, never run)."""
-    monkeypatch.setattr(encoders, "native_bf16", lambda device="cpu": True)
+    monkeypatch.setattr(encoder_precision, "native_bf16", lambda device="cpu": True)
     fp, bf = Encoder(precision="fp32"), Encoder(precision="bf16")
     for side in ("prompt", "response"):
         assert not {fp.key(t, side) for t in texts} & {bf.key(t, side) for t in texts}
@@ -122,7 +131,7 @@ def test_a_cpu_without_bf16_falls_back_to_fp32_for_auto_and_refuses_a_forced_bf1
     """Simulated: the detection says no (a CPU without bf16 units cannot be produced here otherwise)."""
     from marsctl.embed import get_encoder
 
-    monkeypatch.setattr(encoders, "native_bf16", lambda device="cpu": False)
+    monkeypatch.setattr(encoder_precision, "native_bf16", lambda device="cpu": False)
     assert resolve_precision("auto") == "fp32"
     enc = Encoder(precision="auto")
     assert enc.precision == "fp32" and enc.id == Encoder().id
@@ -133,7 +142,7 @@ def test_a_cpu_without_bf16_falls_back_to_fp32_for_auto_and_refuses_a_forced_bf1
 
 
 def test_a_cpu_with_bf16_resolves_auto_to_bf16(monkeypatch):
-    monkeypatch.setattr(encoders, "native_bf16", lambda device="cpu": True)
+    monkeypatch.setattr(encoder_precision, "native_bf16", lambda device="cpu": True)
     assert resolve_precision("auto") == "bf16" and Encoder(precision="auto").precision == "bf16"
     assert resolve_precision("auto", backend="onnx") == "fp32"  # bf16 is a torch path only
     with pytest.raises(ConfigError, match="torch encoder backend only"):
@@ -188,7 +197,7 @@ def test_a_bf16_model_on_a_cpu_without_bf16_scores_with_fp32_and_says_so(tmp_pat
     assert cfg["config"]["encoder_precision"] == "auto" and cfg["encoder"]["precision"] == "bf16"
     assert load_head(model).encoder.precision == "bf16"  # recorded, not re-decided
     assert load_head(model, overrides=["encoder_precision=fp32"]).encoder.precision == "fp32"  # overridden
-    monkeypatch.setattr(encoders, "native_bf16", lambda device="cpu": False)
+    monkeypatch.setattr(encoder_precision, "native_bf16", lambda device="cpu": False)
     capsys.readouterr()
     head = load_head(model)
     assert head.encoder.precision == "fp32"

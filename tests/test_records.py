@@ -9,8 +9,7 @@ import pytest
 from conftest import FIXTURES, read_jsonl
 
 from marsctl.errors import DataError
-from marsctl.jsonio import write_records
-from marsctl.records import content_id, read_pairs
+from marsctl.records import content_id, read_pairs, write_records
 
 
 def write(tmp_path: Path, lines: list[str]) -> Path:

@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 from conftest import FIXTURES, run_cli
 
-from marsctl import htmlreport, plots
+from marsctl import plots, render
 from marsctl.config import RefineConfig
 from marsctl.errors import MarsError
-from marsctl.loop import RefineRun
 from marsctl.records import read_pairs
+from marsctl.runs import RefineRun
 
 TINY = FIXTURES / "tiny.jsonl"
 TEST = FIXTURES / "tiny_test.jsonl"
@@ -466,7 +466,7 @@ def _fuzz(folder: Path, files: list[str], values: tuple, tmp_path: Path, monkeyp
             lines[0] = json.dumps(_apply(json.loads(lines[0]), leaf, value))
             path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         try:
-            htmlreport.build_report(work, pngs=None if _plotted(rel, leaf) else {})
+            render.build_report(work, pngs=None if _plotted(rel, leaf) else {})
         except MarsError as e:
             assert str(work) in str(e), (rel, leaf, value, str(e))
             refused += 1
@@ -543,7 +543,7 @@ def test_a_second_writer_is_refused_while_the_first_finishes(tmp_path):
 
 
 def test_compare_folder_is_locked(tmp_path):
-    from marsctl.rundir import run_lock
+    from marsctl.runlock import run_lock
 
     out = tmp_path / "cmp"
     with run_lock(out):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import read_jsonl, run_cli
 
-from marsctl import checks, steps
+from marsctl import augmentation, checks
 from marsctl.alloc import capped_allocation, effective_sample_size, largest_remainder, selection_summary, softmax
 from marsctl.errors import ConfigError, DataError, PluginError
 from marsctl.plugin import Selector
@@ -71,7 +71,7 @@ def test_select_validates_margins_from_python(margin):
     scored = [{"prompt": "p", "chosen": "a", "rejected": "b", "pred_margin": 0.1},
               {"prompt": "p", "chosen": "c", "rejected": "d", "pred_margin": margin}]
     with pytest.raises(DataError, match=r"^mine line 2: field 'pred_margin' must be a (finite )?number"):
-        steps.select(scored, budget=3, name="mine")
+        augmentation.select(scored, budget=3, name="mine")
 
 
 def test_select_needs_only_pred_margin(tmp_path):
@@ -219,7 +219,7 @@ def test_select_reports_and_keeps_identical_pairs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"Warning: select: 2 pairs with chosen == rejected (first: {src} line 2)" in proc.stderr
     assert len(proc.stdout.splitlines()) == 3
-    _, summary = steps.select(read_jsonl(src), budget=6)
+    _, summary = augmentation.select(read_jsonl(src), budget=6)
     assert summary["identical_pairs"] == 2
 
 
@@ -271,7 +271,7 @@ def test_selection_summary_is_finite_on_edge_cases():
 ])
 def test_select_diagnostics_are_finite(strategy, params, margins):
     scored = [{"prompt": "p", "chosen": f"c{i}", "rejected": f"r{i}", "pred_margin": m} for i, m in enumerate(margins)]
-    rows, summary = steps.select(scored, strategy=strategy, params=params, budget=5)
+    rows, summary = augmentation.select(scored, strategy=strategy, params=params, budget=5)
     assert sum(r["budget"] for r in rows) == 5
     _all_finite(summary)
     _all_finite([r["selection"] for r in rows])
@@ -285,4 +285,4 @@ def test_selector_returning_bad_weights_is_a_plugin_error(fake_plugin):
     fake_plugin("selector", "zero", Zero)
     scored = [{"prompt": "p", "chosen": "a", "rejected": "b", "pred_margin": 0.1}]
     with pytest.raises(PluginError, match="the selector 'zero' returned invalid weights"):
-        steps.select(scored, strategy="zero", budget=2)
+        augmentation.select(scored, strategy="zero", budget=2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import FIXTURES
 
-from marsctl import steps
+from marsctl import augmentation, steps
 from marsctl.errors import ConfigError
 from marsctl.records import read_pairs
 
@@ -22,7 +22,7 @@ def eda(monkeypatch):
     monkeypatch.setenv("MARSCTL_WORDNET_DIR", "/nonexistent/wordnet")  # eda's built-in synonyms: fast, fixed
 
     def make(seed: int = 0):
-        return steps.make_augmenter("eda", seed=seed)
+        return augmentation.make_augmenter("eda", seed=seed)
 
     return make
 
@@ -65,7 +65,7 @@ def test_score_adds_the_score_fields_and_accepts_a_model_dir(tiny, tmp_path):
 
 def test_select_spends_the_budget_exactly_and_reports_it(tiny):
     scored = steps.train(tiny, head="linear", seed=0, epochs=1).score(tiny)
-    rows, summary = steps.select(scored, strategy="mars-abs", budget=30, cap=3, seed=4)
+    rows, summary = augmentation.select(scored, strategy="mars-abs", budget=30, cap=3, seed=4)
     assert sum(r["budget"] for r in rows) == 30 and max(r["budget"] for r in rows) <= 3
     assert [r["id"] for r in rows] == [r["id"] for r in tiny]
     assert {r["selection"]["strategy"] for r in rows} == {"mars-abs"}
@@ -75,15 +75,15 @@ def test_select_spends_the_budget_exactly_and_reports_it(tiny):
     assert summary["strategy"] == "mars-abs" and summary["params"] == {"alpha": 0.5, "alpha_scale": "none"}
     assert summary["alpha_eff"] == 0.5 and summary["cap"] == 3 and summary["mix_uniform"] == 0.0
     assert summary["identical_pairs"] == 0 and 0 <= summary["p_chosen_longer_selected"] <= 1
-    assert steps.select(scored, strategy="mars-abs", budget=30, cap=3, seed=4) == (rows, summary)  # seeded
-    _, uniform = steps.select(scored, strategy="uniform", budget=40)
+    assert augmentation.select(scored, strategy="mars-abs", budget=30, cap=3, seed=4) == (rows, summary)  # seeded
+    _, uniform = augmentation.select(scored, strategy="uniform", budget=40)
     assert "alpha_eff" not in uniform and uniform["ess"] == 40.0 and uniform["pairs_selected"] == 40
 
 
 def test_augment_writes_provenance_on_every_row(tiny, eda):
     scored = steps.train(tiny, head="linear", seed=0, epochs=1).score(tiny)
-    selected, _ = steps.select(scored, strategy="uniform", budget=12)
-    rows, stats = steps.augment(selected, eda(), round=2)
+    selected, _ = augmentation.select(scored, strategy="uniform", budget=12)
+    rows, stats = augmentation.augment(selected, eda(), round=2)
     by_id = {r["id"]: r for r in selected}
     assert len(rows) == 12 and stats["backend"] == "eda" and stats["rows"] == 12
     for row in rows:
@@ -96,9 +96,9 @@ def test_augment_writes_provenance_on_every_row(tiny, eda):
 
 def test_won_keeps_each_pools_top_rows_by_the_head_object_passed(tiny, eda):
     head = steps.train(tiny, head="linear", seed=0, epochs=2)  # never saved: augment must use the object
-    selected, summary = steps.select(head.score(tiny), strategy="won", budget=8)
+    selected, summary = augmentation.select(head.score(tiny), strategy="won", budget=8)
     assert summary["pairs_selected"] == 8 and {r["selection"]["pick"] for r in selected} == {"top-margin"}
-    rows, _ = steps.augment(selected, eda(), model=head)
+    rows, _ = augmentation.augment(selected, eda(), model=head)
     pools = eda().augment(selected, [-1 if r["budget"] else 0 for r in selected], round=1)
     assert len(rows) == 8 and sum(len(p) > 1 for p in pools) >= 4
     for row in rows:
@@ -107,6 +107,6 @@ def test_won_keeps_each_pools_top_rows_by_the_head_object_passed(tiny, eda):
         pool_margins = {r["id"]: r["pred_margin"] for r in head.score(pool)}
         assert pool_margins[row["id"]] == max(pool_margins.values())
     drawn = [{**r, "selection": {**r["selection"], "pick": "random"}} for r in selected]
-    assert steps.augment(drawn, eda())[0] != rows  # a random draw keeps other rows
+    assert augmentation.augment(drawn, eda())[0] != rows  # a random draw keeps other rows
     with pytest.raises(ConfigError, match="augment needs the model"):
-        steps.augment(selected, eda())
+        augmentation.augment(selected, eda())

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, run_cli
 
-from marsctl import steps
+from marsctl import augmentation, steps
 from marsctl.embed import EmbeddingCache, Encoder
-from marsctl.jsonio import dumps
 from marsctl.metrics import evaluate
 from marsctl.modeldir import load_head
-from marsctl.records import read_pairs
+from marsctl.records import dumps, read_pairs
 
 TINY = FIXTURES / "tiny.jsonl"
 TEST = FIXTURES / "tiny_test.jsonl"  # 30 real HH-RLHF pairs
@@ -79,7 +78,7 @@ def test_eval_streams_scored_rows_and_gives_the_metrics_of_the_list(model_dir, t
 
 
 def test_select_reads_twice_and_writes_what_select_on_the_list_writes(scored):
-    rows, _ = steps.select(read_pairs(scored), strategy="mars-abs", budget=12, seed=3)
+    rows, _ = augmentation.select(read_pairs(scored), strategy="mars-abs", budget=12, seed=3)
     from_file = run_cli("select", str(scored), "-b", "12", "--seed", "3", check=True).stdout
     from_stdin = run_cli("select", "-", "-b", "12", "--seed", "3", input=scored.read_text(), check=True).stdout
     assert from_file == from_stdin == lines(rows)
@@ -91,10 +90,10 @@ def read_jsonl_text(text: str) -> list[dict]:
 
 
 def test_augment_in_chunks_makes_the_rows_of_one_call(scored, model_dir, tmp_path):
-    selected, _ = steps.select(read_pairs(scored), strategy="mars-abs", budget=20, seed=1)
-    want, _ = steps.augment(selected, steps.make_augmenter("eda", seed=2), round=1)
-    chunked = [row for rows, _ in steps.iter_augment((r for r in selected if r["budget"] > 0),
-                                                     steps.make_augmenter("eda", seed=2), round=1, chunk=3)
+    selected, _ = augmentation.select(read_pairs(scored), strategy="mars-abs", budget=20, seed=1)
+    want, _ = augmentation.augment(selected, augmentation.make_augmenter("eda", seed=2), round=1)
+    chunked = [row for rows, _ in augmentation.iter_augment((r for r in selected if r["budget"] > 0),
+                                                     augmentation.make_augmenter("eda", seed=2), round=1, chunk=3)
                for row in rows]
     assert lines(chunked) == lines(want) and len(want) == 20
     path = tmp_path / "selected.jsonl"
@@ -103,10 +102,10 @@ def test_augment_in_chunks_makes_the_rows_of_one_call(scored, model_dir, tmp_pat
 
 
 def test_augment_in_chunks_loads_the_model_once_for_won_selections(scored, model_dir):
-    selected, _ = steps.select(read_pairs(scored), strategy="won", budget=8, seed=1)
+    selected, _ = augmentation.select(read_pairs(scored), strategy="won", budget=8, seed=1)
     head = load_head(model_dir)
-    want, stats = steps.augment(selected, steps.make_augmenter("eda", seed=2), model=head)
-    parts = list(steps.iter_augment(iter(selected), steps.make_augmenter("eda", seed=2), model=model_dir, chunk=5))
+    want, stats = augmentation.augment(selected, augmentation.make_augmenter("eda", seed=2), model=head)
+    parts = list(augmentation.iter_augment(iter(selected), augmentation.make_augmenter("eda", seed=2), model=model_dir, chunk=5))
     assert lines([row for rows, _ in parts for row in rows]) == lines(want) and len(want) == 8
     assert len(parts) > 1 and parts[-1][1] == stats  # the stats add up over the chunks
 
@@ -124,7 +123,7 @@ def _command(cmd: str, model_dir: Path, scored: Path, tmp_path: Path) -> tuple[l
     if cmd == "select":
         return ["select", "-b", "5"], _bad_near_the_end(scored, tmp_path / "bad.jsonl")[0]
     if cmd == "augment":
-        selected, _ = steps.select(read_pairs(scored), budget=5)
+        selected, _ = augmentation.select(read_pairs(scored), budget=5)
         (tmp_path / "sel.jsonl").write_text(lines(selected))
         return ["augment", "--backend", "eda"], _bad_near_the_end(tmp_path / "sel.jsonl", tmp_path / "bad.jsonl")[0]
     return [cmd, "-m", str(model_dir)], _bad_near_the_end(TEST, tmp_path / "bad.jsonl")[0]

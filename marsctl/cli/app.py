@@ -11,8 +11,8 @@ app = typer.Typer(
     help="Margin-aware reward modeling with self-refinement (MARS): train a Bradley–Terry reward model, "
     "find the pairs it is unsure of, augment those, retrain. Commands read pairs from a file or '-' "
     "(JSONL, also compressed, Parquet, CSV, a datasets folder or a cached hub dataset; see --format) and write "
-    "JSONL to stdout, or the format -o's extension names (.jsonl, .jsonl.gz, .parquet, .csv); logs, progress "
-    "and tables go to stderr.",
+    "JSONL to stdout, or the format -o's extension names (.jsonl, .jsonl.gz, .parquet, .csv); logs and progress "
+    "go to stderr, and so do tables, except those of 'plugins' and of 'eval' without --json.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

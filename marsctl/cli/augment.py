@@ -7,17 +7,16 @@ import typer
 from marsctl.cli.common import (
     alias,
     bounded,
-    format_option,
+    config_option,
     handle_errors,
-    input_file,
     merged_params,
-    option_from,
+    output_option,
     param_option,
     seed_option,
     semantic_option,
-    split_option,
     tries_option,
 )
+from marsctl.cli.inputs import format_option, input_file, split_option
 from marsctl.params import MAX_ROUNDS
 
 
@@ -31,23 +30,22 @@ def register(app: typer.Typer) -> None:
         selected: str = typer.Argument("-", help="Selected pairs (from 'marsctl select') or '-'."),
         fmt: str = format_option(),
         split: str = split_option(),
-        backend: str = option_from(RefineConfig, "backend", "--backend"),
+        backend: str = config_option(RefineConfig, "backend"),
         seed: int = seed_option("Seed for variants and draws."),
         round_: int = bounded(1, "--round", low=0, high=MAX_ROUNDS, help="Round number written into provenance."),
         model: str = typer.Option(None, "-m", "--model",
                                   help="Model dir that scores each pool (needed for won selections)."),
         semantic: bool = semantic_option(),
         tries: int = tries_option(),
-        output: str = typer.Option("-", "-o", "--output", help="Output JSONL, or '-' for stdout."),
+        output: str = output_option(),
         param: list[str] = param_option("augmenter", short=True),
         param_alias: list[str] = alias("--param"),
     ) -> None:
         """Emit synthetic pairs (labels kept, provenance added) for rows with budget > 0."""
-        from marsctl import steps, ui
+        from marsctl import augmentation, ui
         from marsctl.checks import check_selected
-        from marsctl.jsonio import record_writer
         from marsctl.outputs import check_file_output
-        from marsctl.records import iter_pairs
+        from marsctl.records import iter_pairs, record_writer
 
         check_file_output(output, [selected, model], records=True)
         with input_file(selected, format=fmt, split=split) as (src, name):
@@ -55,14 +53,15 @@ def register(app: typer.Typer) -> None:
             keep = ("budget", "selection", "_line")
             counts, _ = check_selected([{k: r[k] for k in keep if k in r} for r in iter_pairs(src, name=name,
                                         announce=True)], name, model)  # before the plugin loads or prints anything
-            aug = steps.make_augmenter(backend, merged_params(param, param_alias), seed=seed)
+            aug = augmentation.make_augmenter(backend, merged_params(param, param_alias), seed=seed)
             todo = sum(1 for b in counts if b > 0)
             n_rows = 0
             with ui.progress(f"augment ({backend})", todo, "pairs") as advance, record_writer(output) as write:
                 rows_in = (r for r in iter_pairs(src, name=name) if r.get("budget", 0) > 0 or aug.reads_all_pairs)
                 stats: dict = {}
-                for rows, so_far in steps.iter_augment(rows_in, aug, round=round_, model=model, name=name,
-                                                       progress=advance, semantic_tries=tries if semantic else 0):
+                for rows, so_far in augmentation.iter_augment(rows_in, aug, round=round_, model=model, name=name,
+                                                              progress=advance,
+                                                              semantic_tries=tries if semantic else 0):
                     for row in rows:
                         write(row)
                     n_rows += len(rows)

@@ -1,12 +1,11 @@
-"""Shared CLI pieces: the error boundary and option helpers."""
+"""Shared CLI pieces: the error boundary, and the options built from the config fields and shared by commands."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
@@ -40,13 +39,37 @@ def default_of(cfg: Any, name: str) -> Any:
     return f.default
 
 
-def option_from(cfg: Any, name: str, *decls: str, low: int | None = None, high: int | None = None,
-                **kwargs: Any) -> Any:
-    """A Typer option whose default and help are config field ``name``'s (each written once, in the config).
+def config_option(cfg: Any, name: str, *, low: int | None = None) -> Any:
+    """The Typer option of config field ``name``, all of it declared once, in the field (``marsctl.config``).
 
-    ``low``/``high``: an int range, refused while the options are parsed (see :func:`bounded`).
+    ``cfg`` is a config class, or an instance whose values are the defaults (compare's shared refine
+    settings). The field's metadata gives the help, the flags (``--field-name`` unless it names
+    ``flags``) and an int ``range`` refused while the options are parsed (see :func:`bounded`); ``low``
+    raises that range's lower end for one command. A list default is shown comma-separated (the
+    command reads the value with :func:`comma_list`).
     """
-    return bounded(default_of(cfg, name), *decls, low=low, high=high, help=help_of(cfg, name), **kwargs)
+    meta = _field(cfg, name).metadata
+    decls = meta.get("flags", ("--" + name.replace("_", "-"),))
+    default = default_of(cfg, name)
+    if isinstance(default, list):
+        default = ",".join(default)
+    bound_low, high = meta.get("range", (None, None))
+    return bounded(default, *decls, low=bound_low if low is None else low, high=high, help=meta["help"])
+
+
+def comma_list(text: str) -> list[str]:
+    """The items of a comma-separated option value (a list field's option), blanks dropped."""
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+# -o of the commands that write records (score, select, augment, convert): the extension decides the format.
+OUTPUT_HELP = ("Output file (.jsonl, .jsonl.gz, .jsonl.zst, .parquet, .csv: the extension decides the format), "
+               "or '-' for stdout (JSONL).")
+
+
+def output_option() -> Any:
+    """-o/--output PATH for records (default '-': stdout)."""
+    return typer.Option("-", "-o", "--output", help=OUTPUT_HELP)
 
 
 def in_range(low: int, high: int) -> Callable[[Any], Any]:
@@ -167,89 +190,3 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def format_option() -> Any:
-    """--format NAME: the row shape of the input (default: detected row by row)."""
-    from marsctl.shapes import SHAPES
-
-    return typer.Option(None, "--format", metavar="SHAPE",
-                        help="Read every row as this shape instead of detecting it row by row: "
-                             f"{', '.join(SHAPES)} (pku-safer: PKU-SafeRLHF by safer_response_id). "
-                             "The input may be JSONL (also .gz/.zst/.xz), Parquet, CSV, a JSON array, a "
-                             "datasets save_to_disk folder or a dataset name in the local hub cache.")
-
-
-def split_option() -> Any:
-    """--split NAME: the split of a datasets folder or cached hub dataset to read."""
-    return typer.Option(None, "--split", metavar="NAME",
-                        help="The split to read from a datasets save_to_disk folder or a cached hub dataset "
-                             "(e.g. train, test); needed when it holds several.")
-
-
-def read_input(path: str, *, allow_empty: bool = False, format: str | None = None,
-               split: str | None = None) -> tuple[list[dict[str, Any]], str]:
-    """Read pairs from any readable input or '-' and return them with the display name.
-
-    One stderr line says which shapes were read and how many rows. A closed stdin (``<&-``) is refused
-    by ``read_pairs``; a terminal is refused here.
-    """
-    from marsctl.records import read_pairs
-
-    name = "<stdin>" if path == "-" else path
-    _refuse_terminal(path)
-    return read_pairs(path, allow_empty=allow_empty, format=format, split=split, announce=True), name
-
-
-def _refuse_terminal(path: str) -> None:
-    """Refuse '-' when stdin is a terminal: nobody types JSONL."""
-    open_stdin = sys.stdin is not None and not sys.stdin.closed
-    if path == "-" and open_stdin and sys.stdin.isatty():
-        from marsctl.errors import DataError
-
-        msg = "no input: give a JSONL file or pipe records into stdin"
-        raise DataError(msg, hint="marsctl COMMAND pairs.jsonl, or ... | marsctl COMMAND -")
-
-
-@contextlib.contextmanager
-def input_file(path: str, *, format: str | None = None,
-               split: str | None = None) -> Iterator[tuple[str, str]]:
-    """``(a file to read with records.iter_pairs as often as needed, the display name)`` for a path or '-'.
-
-    Streaming commands read their input twice: once to check every line (keeping nothing), then to
-    work, so bad input fails before any output. Stdin, a pipe, a FIFO or a device is spooled to a temporary
-    file (``jsonio.rereadable``), so it is read once.
-    Any other input (Parquet, CSV, a datasets folder or hub name, or a forced ``format``) is read once into
-    a temporary JSONL of flat pairs (conversational rows keep their messages), said on stderr.
-    """
-    from marsctl.formats import source_kind
-    from marsctl.jsonio import rereadable
-
-    _refuse_terminal(path)
-    if format is None and split is None and source_kind(path) == "jsonl":
-        with rereadable(path) as opened:
-            yield opened
-        return
-    with rereadable(path) as (src, name), _spooled(src, name, format, split) as tmp:
-        yield tmp, name
-
-
-@contextlib.contextmanager
-def _spooled(src: str, name: str, format: str | None, split: str | None) -> Iterator[str]:
-    """The pairs of ``src`` as a temporary JSONL file (removed afterwards)."""
-    import os
-    import tempfile
-
-    from marsctl.jsonio import record_writer
-    from marsctl.records import iter_pairs
-
-    fd, tmp = tempfile.mkstemp(prefix="marsctl-pairs-", suffix=".jsonl")
-    os.close(fd)
-    try:
-        with record_writer(tmp) as write:
-            for rec in iter_pairs(src, name=name, format=format, split=split, announce=True):
-                write(rec)
-        yield tmp
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)

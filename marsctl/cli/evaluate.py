@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 
 import typer
 
 from marsctl.calibration import ECE_BINS
-from marsctl.cli.common import bounded, format_option, handle_errors, input_file, seed_option, split_option
+from marsctl.cli.common import bounded, handle_errors, seed_option
+from marsctl.cli.inputs import format_option, input_file, pairs_argument, split_option
 from marsctl.params import MAX_BINS, MAX_N_BOOT, MIN_N_BOOT
 
 
@@ -18,11 +21,12 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     @handle_errors
     def eval_cmd(
-        pairs: str = typer.Argument("-", help="Held-out pairs (JSONL) or '-'."),
+        pairs: str = pairs_argument("Held-out pairs"),
         fmt: str = format_option(),
         split: str = split_option(),
         model: str = typer.Option(..., "-m", "--model", help="Model directory."),
-        as_json: bool = typer.Option(False, "--json", help="Write the metrics as JSON on stdout."),
+        as_json: bool = typer.Option(False, "--json",
+                                     help="Write the metrics as JSON on stdout (the tables then go to stderr)."),
         scored_out: str = typer.Option(None, "--scored", help="Also write the scored rows here."),
         seed: int = seed_option("Seed of the bootstrap and of the --calibrate split."),
         n_boot: int = bounded(2000, "--n-boot", low=MIN_N_BOOT, high=MAX_N_BOOT,
@@ -45,7 +49,7 @@ def register(app: typer.Typer) -> None:
         response length beside the length baseline, per-subset figures with CIs, RewardBench v1 section
         scores when the subsets are RewardBench's, and best-of-N accuracy over rows sharing a group_id.
         """
-        from marsctl import steps
+        from marsctl import steps, ui
         from marsctl.metrics import evaluate
         from marsctl.modeldir import load_head
         from marsctl.outputs import check_file_output
@@ -73,10 +77,24 @@ def register(app: typer.Typer) -> None:
                 sha256=file_sha256(calibration_split) if os.path.isfile(calibration_split) else None)
         metrics["heldout"] = {"path": name, "sha256": file_sha256(pairs) if os.path.isfile(pairs) else None}
         metrics["model"] = model
-        print_eval(metrics)
+        # The tables are the answer unless stdout carries the JSON or the scored rows.
+        with ui.on_stdout() if not as_json and not _is_stdout(scored_out) else contextlib.nullcontext():
+            print_eval(metrics)
         if as_json:
             typer.echo(json.dumps(metrics, indent=2))
 
+
+
+def _is_stdout(path: str | None) -> bool:
+    """Whether an output path is stdout: '-', or a name of the same file (``/dev/stdout``)."""
+    if path is None:
+        return False
+    if path == "-":
+        return True
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError):  # no such file yet; a stdout without a descriptor (io.UnsupportedOperation)
+        return False
 
 
 def check_calibration_options(calibrate: float | None, calibration_split: str | None, pairs: str) -> None:

@@ -1,4 +1,4 @@
-"""marsctl plugins [list|show]: what is installed, without importing it."""
+"""marsctl plugins [list|show]: what is installed, without importing it (the tables go to stdout)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ def _list(as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps([i.__dict__ for i in infos], indent=2))
         return
-    ui.table("installed plugins", ["kind", "name", "distribution", "version", "entry point"],
-             [[i.kind, i.name, i.distribution, i.version, i.value] for i in infos])
+    with ui.on_stdout():
+        ui.table("installed plugins", ["kind", "name", "distribution", "version", "entry point"],
+                 [[i.kind, i.name, i.distribution, i.version, i.value] for i in infos])
 
 
 @app.command("show")
@@ -51,6 +52,7 @@ def show_cmd(kind: str = typer.Argument(..., help="head, augmenter or selector."
     from marsctl.params import describe_config
 
     cls: Any = registry.load(kind, name)
-    ui.info((cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else name)
-    ui.table(f"{kind} {name!r} parameters", ["name", "type", "default", "help"],
-             [list(r) for r in describe_config(cls.Config)])
+    typer.echo((cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else name)
+    with ui.on_stdout():
+        ui.table(f"{kind} {name!r} parameters", ["name", "type", "default", "help"],
+                 [list(r) for r in describe_config(cls.Config)])

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from marsctl.checks import MAX_PAIR_BUDGET
 from marsctl.cli.common import (
     alias,
     alpha_option,
     alpha_scale_option,
-    format_option,
+    config_option,
     handle_errors,
     merged,
     merged_params,
-    option_from,
     param_option,
-    read_input,
     selector_params,
     semantic_option,
-    split_option,
     tries_option,
 )
-from marsctl.params import MAX_EPOCHS, MAX_ROUNDS, SEED_MAX
+from marsctl.cli.inputs import format_option, pairs_argument, read_input, split_option
 
 
 def register(app: typer.Typer) -> None:
@@ -31,31 +27,31 @@ def register(app: typer.Typer) -> None:
     @app.command("refine")
     @handle_errors
     def refine_cmd(
-        pairs: str = typer.Argument(..., help="Base (human) preference pairs, JSONL."),
+        pairs: str = pairs_argument("Base (human) preference pairs", ...),
         fmt: str = format_option(),
         split: str = split_option(),
-        rounds: int = option_from(C, "rounds", "--rounds", "-r", low=0, high=MAX_ROUNDS),
-        budget: int = option_from(C, "budget", "--budget", "-b"),
-        strategy: str = option_from(C, "strategy", "--strategy", "-s"),
+        rounds: int = config_option(C, "rounds"),
+        budget: int = config_option(C, "budget"),
+        strategy: str = config_option(C, "strategy"),
         alpha: float = alpha_option(),
         alpha_scale: str = alpha_scale_option(),
-        head: str = option_from(C, "head", "--head"),
-        epochs: int = option_from(C, "epochs", "--epochs", low=0, high=MAX_EPOCHS),
-        backend: str = option_from(C, "backend", "--backend"),
+        head: str = config_option(C, "head"),
+        epochs: int = config_option(C, "epochs"),
+        backend: str = config_option(C, "backend"),
         heldout: str = typer.Option(None, "--eval", help="Held-out pairs evaluated after every round."),
         heldout_alias: str = alias("--heldout"),
         out: str = typer.Option("runs/refine", "--out", help="Run directory."),
         resume: bool = typer.Option(False, "--resume", help="Continue after the last finished round."),
-        merge: str = option_from(C, "merge", "--merge"),
-        seed: int = option_from(C, "seed", "--seed", low=0, high=SEED_MAX),
-        cap: int = option_from(C, "cap", "--cap", low=1, high=MAX_PAIR_BUDGET),
-        mix: float = option_from(C, "mix_uniform", "--mix-uniform"),
-        match_steps: bool = option_from(C, "match_steps", "--match-steps/--same-epochs"),
-        crossfit: int = option_from(C, "crossfit", "--crossfit"),
-        noise: str = option_from(C, "noise", "--noise"),
-        noise_threshold: float = option_from(C, "noise_threshold", "--noise-threshold"),
-        noise_folds: int = option_from(C, "noise_folds", "--noise-folds"),
-        guard: bool = option_from(C, "guard", "--guard"),
+        merge: str = config_option(C, "merge"),
+        seed: int = config_option(C, "seed"),
+        cap: int = config_option(C, "cap"),
+        mix_uniform: float = config_option(C, "mix_uniform"),
+        match_steps: bool = config_option(C, "match_steps"),
+        crossfit: int = config_option(C, "crossfit"),
+        noise: str = config_option(C, "noise"),
+        noise_threshold: float = config_option(C, "noise_threshold"),
+        noise_folds: int = config_option(C, "noise_folds"),
+        guard: bool = config_option(C, "guard"),
         semantic: bool = semantic_option(),
         tries: int = tries_option(),
         head_param: list[str] = param_option("head", short=True),
@@ -65,9 +61,9 @@ def register(app: typer.Typer) -> None:
         augment_param: list[str] = param_option("augmenter"),
     ) -> None:
         """Run the MARS loop: train on base pairs, then R × (score → select → augment → retrain)."""
-        from marsctl.loop import RefineRun
         from marsctl.outputs import check_run_dir
         from marsctl.records import read_pairs
+        from marsctl.runs import RefineRun
         from marsctl.store import usable_cache_dir
 
         heldout = merged(heldout, heldout_alias, "--eval", "--heldout")
@@ -76,7 +72,7 @@ def register(app: typer.Typer) -> None:
                                                    alpha_scale),
                    head=head, head_params=merged_params(head_param, head_param_alias), epochs=epochs,
                    backend=backend, augment_params=list(augment_param or []), merge=merge, seed=seed, cap=cap,
-                   mix_uniform=mix, match_steps=match_steps, crossfit=crossfit, guard=guard,
+                   mix_uniform=mix_uniform, match_steps=match_steps, crossfit=crossfit, guard=guard,
                    semantic_tries=tries if semantic else 0, noise=noise, noise_threshold=noise_threshold,
                    noise_folds=noise_folds)
         check_run_dir(out, [pairs, heldout])

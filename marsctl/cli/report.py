@@ -28,8 +28,10 @@ def register(app: typer.Typer) -> None:
         import os
 
         from marsctl import ui
-        from marsctl.htmlreport import REPORT_NAME, check_report_output, run_kind, write_report
-        from marsctl.rundir import inside_folder, run_lock
+        from marsctl.render import REPORT_NAME, check_report_output, write_report
+        from marsctl.runcheck import inside_folder
+        from marsctl.rundir import run_kind
+        from marsctl.runlock import run_lock
 
         folder = Path(run_dir)
         kind = run_kind(folder)
@@ -44,10 +46,10 @@ def register(app: typer.Typer) -> None:
 
 def _write_plots(folder: Path, kind: str) -> dict[str, bytes]:
     """The run's figures, written into its folder (read through the checked reader, ``marsctl.rundir``)."""
-    from marsctl import plots
+    from marsctl import render
     from marsctl.rundir import compare_report, compare_results
 
     if kind == "refine":
-        return plots.refine_plots(folder)
+        return render.refine_plots(folder)
     rep = compare_report(folder)
-    return plots.compare_plots(folder, compare_results(folder, rep), rep)
+    return render.compare_plots(folder, compare_results(folder, rep), rep)

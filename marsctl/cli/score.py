@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from marsctl.cli.common import bounded, format_option, handle_errors, input_file, split_option
+from marsctl.cli.common import bounded, handle_errors, output_option
+from marsctl.cli.inputs import format_option, input_file, pairs_argument, split_option
 from marsctl.params import MAX_BATCH_SIZE
 
 
@@ -14,11 +15,11 @@ def register(app: typer.Typer) -> None:
     @app.command("score")
     @handle_errors
     def score_cmd(
-        pairs: str = typer.Argument("-", help="Pairs (JSONL) or '-' for stdin."),
+        pairs: str = pairs_argument("Pairs"),
         fmt: str = format_option(),
         split: str = split_option(),
         model: str = typer.Option(..., "-m", "--model", help="Model directory from 'marsctl train'."),
-        output: str = typer.Option("-", "-o", "--output", help="Output JSONL, or '-' for stdout."),
+        output: str = output_option(),
         batch_size: int = bounded(None, "--batch-size", low=1, high=MAX_BATCH_SIZE,
                                   help="Pairs per scoring batch (default: the head's)."),
         length_free: bool = typer.Option(False, "--length-free", help=(
@@ -28,10 +29,10 @@ def register(app: typer.Typer) -> None:
         """Add score_chosen, score_rejected, pred_margin and p_chosen to every pair."""
         from marsctl import steps, ui
         from marsctl.checks import warn_identical
-        from marsctl.jsonio import record_writer
         from marsctl.modeldir import load_head
         from marsctl.outputs import check_file_output
         from marsctl.params import check_interval
+        from marsctl.records import record_writer
 
         check_file_output(output, [pairs, model], records=True)
         if batch_size is not None:

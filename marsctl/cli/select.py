@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import typer
 
-from marsctl.checks import MAX_PAIR_BUDGET
 from marsctl.cli.common import (
     alias,
     alpha_option,
     alpha_scale_option,
     bounded,
-    format_option,
+    config_option,
     handle_errors,
-    input_file,
     merged_params,
-    option_from,
+    output_option,
     param_option,
     seed_option,
     selector_params,
-    split_option,
 )
+from marsctl.cli.inputs import format_option, input_file, split_option
+from marsctl.params import MAX_PAIR_BUDGET
 
 
 def register(app: typer.Typer) -> None:
@@ -33,34 +32,33 @@ def register(app: typer.Typer) -> None:
         fmt: str = format_option(),
         split: str = split_option(),
         budget: int = typer.Option(..., "--budget", "-b", help="Synthetic pairs to allocate in total."),
-        strategy: str = option_from(RefineConfig, "strategy", "--strategy", "-s"),
+        strategy: str = config_option(RefineConfig, "strategy"),
         alpha: float = alpha_option(),
         alpha_scale: str = alpha_scale_option(),
         seed: int = seed_option("Seed for the tie-breaking draw."),
         cap: int = bounded(None, "--cap", low=1, high=MAX_PAIR_BUDGET,
                            help="At most this many rows per pair (e.g. the pool size, 25)."),
-        mix: float = option_from(RefineConfig, "mix_uniform", "--mix-uniform"),
-        output: str = typer.Option("-", "-o", "--output", help="Output JSONL, or '-' for stdout."),
+        mix: float = config_option(RefineConfig, "mix_uniform"),
+        output: str = output_option(),
         param: list[str] = param_option("selector", short=True),
         param_alias: list[str] = alias("--param"),
     ) -> None:
         """Allocate an integer augmentation budget over scored pairs (adds 'budget'; Σ = B exactly)."""
-        from marsctl import steps
-        from marsctl.jsonio import record_writer
-        from marsctl.metrics import slim_row
+        from marsctl import augmentation
+        from marsctl.lengths import slim_row
         from marsctl.outputs import check_file_output
-        from marsctl.records import iter_pairs
+        from marsctl.records import iter_pairs, record_writer
 
         check_file_output(output, [scored], records=True)
         params = selector_params(merged_params(param, param_alias), alpha, alpha_scale)
         with input_file(scored, format=fmt, split=split) as (src, name):
             # Two passes: the allocation needs every margin, but not the texts, which are read again to write.
             slim = [slim_row(r) for r in iter_pairs(src, name=name, announce=True)]
-            rows, summary = steps.select(slim, strategy=strategy, budget=budget, params=params, seed=seed,
-                                         cap=cap, mix=mix, name=name)
+            rows, summary = augmentation.select(slim, strategy=strategy, budget=budget, params=params, seed=seed,
+                                                cap=cap, mix=mix, name=name)
             with record_writer(output) as write:
                 for rec, row in zip(iter_pairs(src, name=name), rows, strict=True):
-                    write(steps.with_texts(row, rec))
+                    write(augmentation.with_texts(row, rec))
         print_summary(summary)
 
 

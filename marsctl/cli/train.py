@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from marsctl.cli.common import (
-    alias,
-    bounded,
-    format_option,
-    handle_errors,
-    merged_params,
-    param_option,
-    read_input,
-    seed_option,
-    split_option,
-)
+from marsctl.cli.common import alias, bounded, handle_errors, merged_params, param_option, seed_option
+from marsctl.cli.inputs import format_option, pairs_argument, read_input, split_option
 from marsctl.params import MAX_EPOCHS
 
 
@@ -24,7 +15,7 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     @handle_errors
     def train_cmd(
-        pairs: str = typer.Argument("-", help="Preference pairs (JSONL) or '-' for stdin."),
+        pairs: str = pairs_argument("Preference pairs"),
         fmt: str = format_option(),
         split: str = split_option(),
         output: str = typer.Option(..., "-o", "--output", help="Model directory to write."),

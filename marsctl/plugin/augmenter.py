@@ -51,7 +51,7 @@ class Augmenter(ABC):
 
     The prompt of a conversational pair (read from message lists: its text is a rendering for the
     encoder) is never varied: its synthetic rows keep the original prompt messages and vary the
-    responses only, and are written as ``trl-chat`` (:func:`marsctl.shapes.restore`). A variant that
+    responses only, and are written as ``trl-chat`` (:func:`marsctl.layouts.restore`). A variant that
     lost or gained a dialogue marker of its text (``\\n\\nHuman:``, ``\\n\\nAssistant:``) is dropped.
 
     Subclasses implement ``variants``; override ``variants_batch`` to batch generation.
@@ -61,7 +61,7 @@ class Augmenter(ABC):
     version: ClassVar[str] = __version__
     Config: ClassVar[type] = PoolConfig
     # True for an augmenter whose rows for one pair draw on the other pairs given (``contrast``): a streaming
-    # augment then hands it the whole input, rows of budget 0 included, as one call (``steps.iter_augment``),
+    # augment then hands it the whole input, rows of budget 0 included, as one call (``augmentation.iter_augment``),
     # so its rows do not depend on how the stream is chunked.
     reads_all_pairs: ClassVar[bool] = False
 

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from marsctl.embed import Encoder, get_encoder
-from marsctl.encoders import BACKENDS, PRECISIONS
+from marsctl.embed import BACKENDS, PRECISIONS, Encoder, get_encoder
 from marsctl.losses import BTLossConfig, pair_weights, positive_weights
 from marsctl.modeldir import check_state, read_safetensors
 from marsctl.params import check_choice, check_interval
@@ -423,8 +422,8 @@ class LinearHead(Head):
         """
         import dataclasses
 
-        from marsctl import encoders, ui
-        from marsctl.embed import is_bundled, resolve_encoder
+        from marsctl import ui
+        from marsctl.embed import is_bundled, precision, resolve_encoder
         from marsctl.errors import ConfigError
 
         if not isinstance(meta.get("encoder"), dict):  # written before the encoder was recorded: as saved
@@ -436,9 +435,9 @@ class LinearHead(Head):
             raise ConfigError(msg, hint="restore config.json, or train the model again")
         want = recorded if config.encoder_precision == "auto" else config.encoder_precision
         if (want == recorded == "bf16" and config.encoder_backend == "torch"
-                and not encoders.native_bf16()):
+                and not precision.native_bf16()):
             ui.warn(f"model dir {path} was trained on bf16 encoder vectors, but this CPU has no native bf16 "
-                    f"({' or '.join(encoders.BF16_CPU_FLAGS)}): scoring with fp32 vectors instead (per-text "
+                    f"({' or '.join(precision.BF16_CPU_FLAGS)}): scoring with fp32 vectors instead (per-text "
                     "cosine >= 0.999 to bf16, so scores may differ in their last decimals)")
             want = "fp32"
         return dataclasses.replace(config, encoder="" if is_bundled(found) else found, encoder_precision=want)

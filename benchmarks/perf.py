@@ -1,14 +1,16 @@
 """The whole tool's speed (issue #10), in one run, as ratios measured side by side (the machine is shared).
 
-- P1: README demo (``refine fixtures/hh_train.jsonl --eval fixtures/hh_test.jsonl --rounds 3``, cold
-  cache) wall time ÷ a bare sentence-transformers encode of the unique texts it embeds; and the same
-  refine with each faster encoder backend ÷ the torch one, alternating, median of ``--reps``.
+- P1: README demo (``refine fixtures/demo_train.jsonl --eval fixtures/demo_test.jsonl --rounds 3``, cold
+  cache, the head's default encoder precision) wall time ÷ a bare fp32 sentence-transformers encode of
+  the unique texts it embeds; and the same refine with each other encoder backend in ``--backends`` ÷ the
+  torch one, alternating, median of ``--reps``.
 - P3: ``marsctl --help`` wall time (median of 5).
 - P4: ``marsctl score`` pairs/s with every embedding cached, at 2k and 200k pairs whose texts are all
   distinct (each stored in the cache under its own key): the whole command, and the marginal rate.
 - P5: peak RSS of those two ``score`` runs.
-- P6: texts/s of each backend ÷ bare sentence-transformers, with cosines (``benchmarks/encoders.py``'s
-  speed part, run here).
+- P6: texts/s of marsctl's default encoder (the head's default ``encoder_precision``) and of its fp32
+  path ÷ a bare fp32 sentence-transformers encode of the same ~400 texts (``encoders.sample_texts``),
+  alternating, each pass into an empty cache, with each text's cosine to the bare fp32 vector.
 
 The 1-minute load average before and after each part is written with the figures.
 
@@ -46,11 +48,14 @@ def run(args: list[str], cache: Path, **kw: Any) -> float:
     return time.perf_counter() - t0
 
 
+DEMO = ("demo_train.jsonl", "demo_test.jsonl")  # the README's demo
+
+
 def demo_texts(run_dir: Path) -> tuple[list[str], list[str]]:
     """Unique prompts and responses a refine run embedded: every round's training pairs and the eval file."""
     prompts: set[str] = set()
     responses: set[str] = set()
-    for f in [*sorted(run_dir.glob("round-*/train.jsonl")), FIX / "hh_test.jsonl"]:
+    for f in [*sorted(run_dir.glob("round-*/train.jsonl")), FIX / DEMO[1]]:
         for line in f.read_text().splitlines():
             r = json.loads(line)
             prompts.add(r["prompt"])
@@ -95,7 +100,7 @@ def p1(reps: int, backends: list[str], tmp: Path) -> dict[str, Any]:
         for b in backends[rep % len(backends):] + backends[: rep % len(backends)]:
             out = tmp / f"demo-{b}-{rep}"
             shutil.copytree(built, tmp / f"cache-{b}-{rep}" / "encoders")  # cold embeddings, built artefacts
-            walls[b].append(run(["refine", str(FIX / "hh_train.jsonl"), "--eval", str(FIX / "hh_test.jsonl"),
+            walls[b].append(run(["refine", str(FIX / DEMO[0]), "--eval", str(FIX / DEMO[1]),
                                  "--rounds", "3", "--out", str(out), "-p", f"encoder_backend={b}"],
                                 tmp / f"cache-{b}-{rep}"))
             if b == "torch":
@@ -180,15 +185,61 @@ def p4_p5(sizes: tuple[int, int], reps: int, tmp: Path) -> dict[str, Any]:
             "P5_peak_rss_mib": rss, "P5_delta_mib": round(rss[big] - rss[small], 1)}
 
 
+def default_precision() -> str:
+    """The mlp head's default ``encoder_precision`` (what a run uses unless told otherwise)."""
+    from marsctl_plugins.heads.embedding import MLPConfig
+
+    return str(MLPConfig().encoder_precision)
+
+
 def p6(reps: int) -> list[dict[str, Any]]:
-    """Each backend's texts/s and cosines against bare sentence-transformers (benchmarks/encoders.py's speed part)."""
+    """marsctl's default encoder and its fp32 path against a bare fp32 sentence-transformers encode, alternating.
+
+    Each marsctl pass embeds into a new, empty cache with the network already loaded; the first untimed
+    pass of each takes first-call costs (thread pools, allocations) out of the timings. Cosines are each
+    text's to the bare fp32 vector.
+    """
     import encoders  # benchmarks/encoders.py, beside this script
+    import numpy as np
 
-    from marsctl.embed import BACKENDS
+    from marsctl.embed import EmbeddingCache, Encoder
+    from marsctl.embed.precision import resolve_precision
 
-    backends = list(BACKENDS)
-    encoders.build_seconds([b for b in backends if b != "torch"])
-    return encoders.speed(encoders.sample_texts(encoders.SHARED), backends, reps)
+    texts = encoders.sample_texts(encoders.SHARED)
+    default = default_precision()
+    resolved = resolve_precision(default, "torch", "cpu")
+    names = {"bare-st": None, "marsctl fp32": "fp32", f"marsctl default ({default}: {resolved})": default}
+    st_model = Encoder().torch.load()
+
+    def timed(name: str, sample: list[str]) -> tuple[float, Any]:
+        if names[name] is None:
+            return encoders.timed_pass("bare-st", sample, st_model)
+        with tempfile.TemporaryDirectory() as d:
+            enc = Encoder(precision=names[name], cache=EmbeddingCache(Path(d) / "e.sqlite"))
+            t0 = time.perf_counter()
+            vecs = enc.encode(sample)
+            return time.perf_counter() - t0, np.asarray(vecs, dtype=np.float32)
+
+    order = list(names)
+    for n in order:
+        timed(n, texts[:32])
+    seconds: dict[str, list[float]] = {n: [] for n in order}
+    vectors: dict[str, Any] = {}
+    for rep in range(reps):
+        for n in order[rep % len(order):] + order[: rep % len(order)]:
+            s, vectors[n] = timed(n, texts)
+            seconds[n].append(s)
+            print(json.dumps({"rep": rep, "encoder": n, "seconds": round(s, 3)}), flush=True)
+    rows = []
+    for n in order:
+        ratios = [b / s for s, b in zip(seconds[n], seconds["bare-st"], strict=True)]
+        cos = (vectors[n] * vectors["bare-st"]).sum(axis=1)
+        rate = round(len(texts) / statistics.median(seconds[n]), 1)
+        rows.append({"encoder": n, "texts": len(texts), "texts_per_s": rate,
+                     "ratio_to_bare_st": round(statistics.median(ratios), 2), "ratios": [round(r, 2) for r in ratios],
+                     "seconds": [round(x, 2) for x in seconds[n]], "min_cos": float(cos.min()),
+                     "mean_cos": float(cos.mean())})
+    return rows
 
 
 def p3() -> float:
@@ -207,7 +258,7 @@ def render(res: dict[str, Any], command: str, notes: Path | None = None) -> str:
     ``notes`` (perf_notes.md beside it, written by hand) is appended when it exists.
     """
     load = res["load"]
-    lines = ["# Performance (issue #10)", "", f"    {command}", "",
+    lines = ["# Performance (issues #10, #20)", "", f"    {command}", "",
              f"One run on the shared 2-core machine; 1-minute load average before/after each part: "
              f"{', '.join(f'{k} {v[0]:.1f}/{v[1]:.1f}' for k, v in load.items())}. Ratios are measured side "
              "by side in the same run, so they hold better than the seconds under load.", "",
@@ -218,16 +269,25 @@ def render(res: dict[str, Any], command: str, notes: Path | None = None) -> str:
     if "P4_P5" in res:
         lines += _render_p4_p5(res["P4_P5"])
     for r in res.get("P6", []):
-        cos = ("—" if r["min_cos"] is None else f"min cos {r['min_cos']:.7f}, mean {r['mean_cos']:.7f} to torch")
-        lines.append(f"| P6: `{r['encoder']}` texts/s ÷ bare sentence-transformers ({r['texts_per_s']} texts/s) | "
+        if r["encoder"] == "bare-st":
+            continue
+        cos = ("—" if r["min_cos"] is None else f"min cos {r['min_cos']:.7f}, mean {r['mean_cos']:.7f} to bare fp32")
+        lines.append(f"| P6: {r['encoder']} texts/s ÷ bare fp32 sentence-transformers "
+                     f"({r['texts_per_s']} vs {_bare_rate(res['P6'])} texts/s) | "
                      f"{r['ratio_to_bare_st']:.2f}× (each repetition {r['ratios']}; {cos}) |")
+    lines.append("| transformer head training on CPU, bf16 ÷ fp32 pairs/s | measured in "
+                 "[transformer_precision.md](transformer_precision.md) |")
     if notes is not None and notes.exists():
         lines += ["", notes.read_text().rstrip()]
     return "\n".join(lines) + "\n"
 
 
+def _bare_rate(rows: list[dict[str, Any]]) -> Any:
+    return next((r["texts_per_s"] for r in rows if r["encoder"] == "bare-st"), "?")
+
+
 def _render_p1(d: dict[str, Any]) -> list[str]:
-    lines = [f"| P1: README demo refine (torch, cold cache) ÷ bare sentence-transformers encode of its "
+    lines = [f"| P1: README demo refine (torch, cold cache) ÷ bare fp32 sentence-transformers encode of its "
              f"{d['unique_texts']} unique texts | {d['P1']} (refine {d['refine_s']['torch']} s; bare "
              f"{d['bare_encode_s']} s) |"]
     for b, r in d["vs_torch"].items():

@@ -228,8 +228,9 @@ def export_onnx(model_dir: str | Path, output: str | Path) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``output``, the graph's ``inputs`` and ``outputs``, ``bytes`` and ``max_abs_diff`` (to the head's
-        own scores on probe pairs; the file is refused above ``TOLERANCE``).
+        ``output``, the graph's ``inputs`` and ``outputs``, ``bytes``, ``max_abs_diff`` (to the head's own
+        scores on probe pairs with the encoder in fp32, as the graph computes it; the file is refused above
+        ``TOLERANCE``) and ``encoder_precision`` (the graph's, fp32, and the one the model ran).
     """
     from marsctl.atomic import deliver, scratch_file, write_failed
     from marsctl.embed import require
@@ -240,7 +241,11 @@ def export_onnx(model_dir: str | Path, output: str | Path) -> dict[str, Any]:
     check_file_output(target, [model_dir])
     require("onnxruntime")
     require("tokenizers")
-    head = load_head(model_dir)
+    head: Any = load_head(model_dir)  # an embedding head (``_features_of`` refuses the others)
+    # The graph computes the encoder in fp32; a model that ran it in bf16 is checked against its own fp32 scores
+    # (the bf16 scores differ from those by bf16's rounding, not by the export).
+    fp32 = {"encoder_precision": "fp32"}
+    reference = head if head.encoder.precision == "fp32" else load_head(model_dir, overrides=fp32)
     blocks = _features_of(head)
     inputs, outputs = _names(blocks, _network(head)[1])
     try:
@@ -250,7 +255,7 @@ def export_onnx(model_dir: str | Path, output: str | Path) -> dict[str, Any]:
         raise write_failed(target, e) from None
     try:
         _write_graph(head, Path(model_dir), Path(tmp))
-        worst = _check_agrees(head, Path(tmp))
+        worst = _check_agrees(reference, Path(tmp))
         size = Path(tmp).stat().st_size
         os.chmod(tmp, 0o644)
     except BaseException as e:
@@ -261,4 +266,5 @@ def export_onnx(model_dir: str | Path, output: str | Path) -> dict[str, Any]:
     special = is_special(target)
     deliver(tmp, target)  # renamed over a regular file; a device or pipe is written in place, never replaced
     return {"output": str(target), "inputs": inputs, "outputs": outputs,
-            "bytes": size if special else target.stat().st_size, "max_abs_diff": worst}
+            "bytes": size if special else target.stat().st_size, "max_abs_diff": worst,
+            "encoder_precision": {"graph": "fp32", "model": head.encoder.precision}}

@@ -160,6 +160,8 @@ class RefineRun:
                 "embed_seconds": round(emb1["embed_seconds"] - emb0["embed_seconds"], 2),
                 "texts_embedded": int(emb1["misses"] - emb0["misses"]),
                 "texts_from_cache": int(emb1["hits"] - emb0["hits"]),
+                # the precision the round's encoder ran in (fp32 or bf16; None: the head has none)
+                "encoder_precision": getattr(getattr(prev.head, "encoder", None), "precision", None),
             }
             write_json(manifest, mpath)
             self._print_round(metrics)

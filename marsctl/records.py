@@ -96,12 +96,14 @@ def iter_pairs(path: str | os.PathLike, *, allow_empty: bool = False, name: str 
     shapes: dict[str, int] = {}
     name = name or display_name(path)
     rows = 0
+    ties: tuple[int, int] = (0, 0)  # (judged ties skipped, the first one's line)
     for lineno, value, shown, unit in iter_rows(path, split=split, name=name):
         name = shown
         where = f"{name} {unit} {lineno}"
         got, recs = normalize_rows(value, where, checked=True, shape=shape)
         rows += 1
         shapes[got] = shapes.get(got, 0) + 1
+        ties = _count_tie(ties, recs, lineno)  # a judged tie reads as no pair
         for rec in recs:
             if rec["id"] in seen:
                 msg = f"{where}: duplicate id {rec['id']!r} (first seen on {unit} {seen[rec['id']]})"
@@ -109,6 +111,7 @@ def iter_pairs(path: str | os.PathLike, *, allow_empty: bool = False, name: str 
             seen[rec["id"]] = lineno
             rec["_line"] = lineno
             yield rec
+    _say_ties(name, ties, bool(seen) or allow_empty)
     if not seen and not allow_empty:
         msg = f"{name}: no records (the file is empty)"
         raise DataError(msg)
@@ -120,6 +123,23 @@ def iter_pairs(path: str | os.PathLike, *, allow_empty: bool = False, name: str 
 
 
 _announced: set[str] = set()
+
+
+# -- ties of pairwise judgements (marsctl.judgements) are counted and skipped, said once
+def _count_tie(ties: tuple[int, int], recs: list[dict[str, Any]], lineno: int) -> tuple[int, int]:
+    return ties if recs else (ties[0] + 1, ties[1] or lineno)
+
+
+def _say_ties(name: str, ties: tuple[int, int], any_pair: bool) -> None:
+    if not ties[0]:
+        return
+    what = f"{ties[0]} tie{'s' * (ties[0] != 1)} (the first: row {ties[1]})"
+    if not any_pair:
+        msg = f"{name}: no records: every row is a tie ({what}), and a tie states no preference"
+        raise DataError(msg)
+    from marsctl import ui
+
+    ui.note(f"{name}: skipped {what}: a tie states no preference to learn from")
 
 
 def shape_summary(name: str, rows: int, pairs: int, shapes: dict[str, int]) -> str:

@@ -10,7 +10,8 @@ from typing import Any
 
 from marsctl.errors import PluginError
 
-GROUPS = {"head": "marsctl.heads", "augmenter": "marsctl.augmenters", "selector": "marsctl.selectors"}
+GROUPS = {"head": "marsctl.heads", "augmenter": "marsctl.augmenters", "selector": "marsctl.selectors",
+          "query": "marsctl.queries"}  # query: which unlabeled pairs to label next (marsctl.query, issue 22)
 
 # In-process registrations (tests, notebooks): kind -> name -> class.
 _EXTRA: dict[str, dict[str, type]] = {kind: {} for kind in GROUPS}

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from marsctl.errors import DataError
+from marsctl.messages import Messages, check_messages, join_contents, render_messages, shared_prefix
 
 HH_SPLIT = "\n\nAssistant:"
 SOURCE = "_source"  # private key: the consumed original fields of a conversational row and its texts
@@ -35,12 +36,15 @@ SHAPES: dict[str, str] = {
                     "chosen × rejected, sharing group_id",
     "pku": "PKU-SafeRLHF: prompt, response_0, response_1, better_response_id (the more helpful response wins)",
     "pku-safer": "PKU-SafeRLHF read by safer_response_id (the safer response wins)",
+    "pairwise": "a labeled pair: prompt, response_a, response_b, preferred: a | b | tie (ties are skipped; without "
+                "preferred, an unlabeled pair for score and query)",
+    "arena": "pairwise judgement: winner: model_a | model_b | tie, with conversation_a and conversation_b message "
+             "lists or prompt, response_a, response_b (ties are skipped)",
 }
 ACCEPTED_HINT = "marsctl reads these shapes (--format NAME forces one): " + "; ".join(
     f"{k}: {v}" for k, v in SHAPES.items())
 
 Pair = tuple[str, str, str]
-Messages = list[dict[str, Any]]
 
 
 def content_id(prompt: str, chosen: str, rejected: str) -> str:
@@ -51,45 +55,6 @@ def content_id(prompt: str, chosen: str, rejected: str) -> str:
     """
     digest = hashlib.sha256("\x1f".join((prompt, chosen, rejected)).encode("utf-8")).hexdigest()
     return "h-" + digest[:16]
-
-
-# ----------------------------------------------------------------------------------------------- messages
-def render_messages(messages: Messages) -> str:
-    """Render chat messages as plain text, one ``Role: content`` block per message.
-
-    >>> render_messages([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}])
-    'User: Hi\\n\\nAssistant: Hello'
-    """
-    return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
-
-
-def join_contents(messages: Messages) -> str:
-    """A response's text: its messages' contents joined by blank lines.
-
-    >>> join_contents([{"role": "assistant", "content": "A"}, {"role": "assistant", "content": "B"}])
-    'A\\n\\nB'
-    """
-    return "\n\n".join(m["content"] for m in messages)
-
-
-def check_messages(value: Any, where: str, field: str) -> Messages:
-    """A non-empty list of ``{role, content}`` string messages, or a DataError naming the field."""
-    if not isinstance(value, list) or not value:
-        msg = f"{where}: field '{field}' must be a non-empty string or a non-empty list of chat messages"
-        raise DataError(msg)
-    for k, m in enumerate(value):
-        ok = isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-        if not ok:
-            msg = f"{where}: field '{field}' message {k} must be an object with string 'role' and 'content'"
-            raise DataError(msg)
-    return value
-
-
-def _shared_prefix(chosen: Messages, rejected: Messages) -> int:
-    n = 0
-    while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
-        n += 1
-    return n
 
 
 def _chat(prompt: Messages, chosen: Messages, rejected: Messages, consumed: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +89,7 @@ def _parse_trl_chat(row: dict[str, Any], where: str) -> list[dict[str, Any]]:
     if "prompt" in row and not isinstance(row["prompt"], str):
         prompt = check_messages(row["prompt"], where, "prompt") if row["prompt"] != [] else []
     else:
-        n = _shared_prefix(chosen, rejected)
+        n = shared_prefix(chosen, rejected)
         prompt, chosen, rejected = chosen[:n], chosen[n:], rejected[n:]
     return [_chat(prompt, chosen, rejected, consumed)]
 
@@ -134,7 +99,7 @@ def _parse_ultrafeedback(row: dict[str, Any], where: str) -> list[dict[str, Any]
     _string(row, "prompt", where)
     chosen = check_messages(row["chosen"], where, "chosen")
     rejected = check_messages(row["rejected"], where, "rejected")
-    n = _shared_prefix(chosen, rejected)
+    n = shared_prefix(chosen, rejected)
     consumed = {k: row[k] for k in ("prompt", "chosen", "rejected")}
     return [_chat(chosen[:n], chosen[n:], rejected[n:], consumed)]
 
@@ -233,11 +198,20 @@ PARSERS: dict[str, Callable[[dict[str, Any], str], list[dict[str, Any]]]] = {
     "rewardbench2": _parse_rewardbench2,
     "pku": lambda row, where: _parse_pku(row, where, "better_response_id"),
     "pku-safer": lambda row, where: _parse_pku(row, where, "safer_response_id"),
+    "pairwise": lambda row, where: _parse_judgement(row, where),
+    "arena": lambda row, where: _parse_judgement(row, where),
 }
 # fields a parser turns into prompt/chosen/rejected (dropped from the extra keys; the rest are kept)
+JUDGED = ("response_a", "response_b", "conversation_a", "conversation_b", "preferred", "winner")
 CONSUMED = {"trl-chat": ("prompt", "chosen", "rejected"), "ultrafeedback": ("prompt", "chosen", "rejected"),
             "openai": ("input", "preferred_output", "non_preferred_output"),
-            "rewardbench2": ("prompt", "chosen", "rejected", "id")}
+            "rewardbench2": ("prompt", "chosen", "rejected", "id"), "pairwise": JUDGED, "arena": JUDGED}
+
+
+def _parse_judgement(row: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    from marsctl.judgements import parse_judgement  # imported when a judgement row is read (not by --help)
+
+    return parse_judgement(row, where)
 
 
 def _is_str_list(value: Any) -> bool:
@@ -251,6 +225,8 @@ def detect(row: dict[str, Any]) -> str | None:
     'trl'
     >>> detect({"input": {"messages": []}, "preferred_output": [], "non_preferred_output": []})
     'openai'
+    >>> detect({"prompt": "p", "response_a": "a", "response_b": "b", "preferred": "a"})
+    'pairwise'
     """
     if "chosen" in row or "rejected" in row:
         chosen, rejected = row.get("chosen"), row.get("rejected")
@@ -267,6 +243,11 @@ def detect(row: dict[str, Any]) -> str | None:
         return "openai"
     if "response_0" in row and "response_1" in row:
         return "pku"
+    if "response_a" in row or "conversation_a" in row:
+        from marsctl.judgements import has_responses  # imported when such a row is read (not by --help)
+
+        if has_responses(row):
+            return "arena" if "winner" in row else "pairwise"
     return None
 
 

@@ -16,7 +16,8 @@ os.environ["TERM"] = "dumb"
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = [[], ["train"], ["score"], ["select"], ["augment"], ["refine"], ["eval"], ["compare"], ["report"],
-            ["convert"], ["export"], ["plugins"], ["plugins", "show"]]
+            ["convert"], ["export"], ["plugins"], ["plugins", "show"],
+            ["query"], ["active", "simulate"]]  # issue 22
 
 
 def render() -> str:

@@ -128,6 +128,23 @@ def test_readme_demo_table_is_the_committed_demo_summary():
     assert summary.strip() in section, "README's demo block differs from benchmarks/results/demo/summary.md"
 
 
+def test_every_fixture_file_names_its_licence():
+    """Each bundled sample of real data (the demo's included) is listed in one dataset's licences/*/FILES."""
+    listed: dict[str, list[str]] = {}
+    for files in sorted((ROOT / "fixtures" / "licenses").glob("*/FILES")):
+        for name in files.read_text(encoding="utf-8").split():
+            listed.setdefault(name, []).append(files.parent.name)
+    missing = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "fixtures").glob("*.jsonl"))
+               if p.relative_to(ROOT).as_posix() not in listed]
+    assert not missing, f"fixtures without a licence entry (fixtures/licenses/DATASET/FILES): {missing}"
+    twice = {name: where for name, where in listed.items() if len(where) > 1}
+    assert not twice, f"fixtures listed under more than one dataset: {twice}"
+    gone = [name for name in listed if not (ROOT / name).is_file()]
+    assert not gone, f"fixtures/licenses/*/FILES names files that are not there: {gone}"
+    demo = shlex.split(README.read_text(encoding="utf-8").splitlines()[3].split(" && HF_HUB_OFFLINE=1 ", 1)[1])
+    assert {demo[2], demo[demo.index("--eval") + 1]} <= set(listed)
+
+
 def kept_results() -> list[Path]:
     """The files under benchmarks/results that git tracks (every file there outside a git checkout)."""
     results = ROOT / "benchmarks" / "results"

@@ -66,7 +66,8 @@ def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An mlp head trained 2 epochs on tiny.jsonl (the CLI, as a user would)."""
     path = tmp_path_factory.mktemp("export") / "m"
-    run_cli("train", str(FIXTURES / "tiny.jsonl"), "-o", str(path), "--epochs", "2", check=True)
+    run_cli("train", str(FIXTURES / "tiny.jsonl"), "-o", str(path), "--epochs", "2",
+            "-p", "encoder_precision=fp32", check=True)  # the graph runs the encoder in fp32
     return path
 
 
@@ -100,7 +101,7 @@ def test_export_of_an_ensemble_with_a_length_term(pairs_file: Path, tmp_path: Pa
 
     train = read_pairs(FIXTURES / "tiny.jsonl")
     head = steps.train(train, head="linear", params=["epochs=3", "ensemble=2", "length=term", "length_lr=0.5",
-                                                     "features=full"], seed=1)
+                                                     "features=full", "encoder_precision=fp32"], seed=1)
     head.save(tmp_path / "m")
     info = export_onnx(tmp_path / "m", tmp_path / "rm.onnx")
     assert info["inputs"][-1] == "response_chars" and info["outputs"] == ["reward", "length_reward"]
@@ -110,6 +111,25 @@ def test_export_of_an_ensemble_with_a_length_term(pairs_file: Path, tmp_path: Pa
     want = np.array(head.score_batch(prompts, responses))
     assert np.abs(got - want).max() < TOL
     assert meta["marsctl.ensemble"] == "2" and meta["marsctl.length_term"] == "term"
+
+
+def test_a_model_of_the_default_precision_exports_against_its_fp32_scores(tmp_path: Path):
+    """The default (auto: bf16 where the CPU has it) exports: the fp32 graph is checked against the model's fp32 scores."""
+    from marsctl import export_onnx, read_pairs, steps
+    from marsctl.modeldir import load_head
+
+    train = read_pairs(FIXTURES / "tiny.jsonl")
+    head = steps.train(train, head="mlp", params=["epochs=2"], seed=3)
+    head.save(tmp_path / "m")
+    info = export_onnx(tmp_path / "m", tmp_path / "rm.onnx")
+    assert info["encoder_precision"] == {"graph": "fp32", "model": head.encoder.precision}
+    prompts, responses = _both_sides(train)
+    got, _, _ = onnx_rewards(tmp_path / "rm.onnx", prompts, responses)
+    fp32 = load_head(tmp_path / "m", overrides={"encoder_precision": "fp32"})
+    assert fp32.encoder.precision == "fp32"
+    assert np.abs(got - np.array(fp32.score_batch(prompts, responses))).max() < TOL
+    # the model's own scores (bf16 on a CPU with bf16 units) differ from the graph's by the encoder's rounding only
+    assert np.abs(got - np.array(head.score_batch(prompts, responses))).max() < 1e-2
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -65,7 +65,8 @@ def fp32(tmp_path_factory, model, texts) -> np.ndarray:
 
 
 # -- fp32: today's vectors and keys --------------------------------------------------------------------------
-def test_fp32_is_the_default_and_keeps_todays_keys(model):
+def test_the_encoder_class_default_is_fp32_and_keeps_todays_keys(model):
+    """The library's ``Encoder()`` stays fp32; the heads' ``encoder_precision`` defaults to auto (below)."""
     enc = Encoder()
     assert enc.precision == "fp32" and enc.describe()["precision"] == "fp32"
     assert enc.id == cache_id(default_encoder_path(), 256)  # existing caches still hit
@@ -141,6 +142,51 @@ def test_a_cpu_without_bf16_falls_back_to_fp32_for_auto_and_refuses_a_forced_bf1
     assert "encoder_precision=auto" in (e.value.hint or "")
 
 
+def test_cpu_flags_reads_the_flags_line_of_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n\n"
+                    "processor\t: 1\nflags\t\t: fpu\n", encoding="utf-8")
+    assert encoder_precision.cpu_flags(str(info)) == {"fpu", "sse", "avx512f", "avx512_bf16", "amx_tile"}
+    assert encoder_precision.cpu_flags(str(tmp_path / "none")) == set()  # unreadable: no flags, so fp32
+
+
+# An AVX-512 CPU without bf16 units (Skylake/Cascade Lake-SP: oneDNN would emulate bf16 there, slower than fp32),
+# and one with them (Sapphire Rapids). Simulated through the function that reads /proc/cpuinfo.
+AVX512_NO_BF16 = {"fpu", "sse4_2", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni"}
+AVX512_BF16 = AVX512_NO_BF16 | {"avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"}
+
+
+@pytest.mark.parametrize(("flags", "resolved"), [(AVX512_NO_BF16, "fp32"), (AVX512_BF16, "bf16"), (set(), "fp32")])
+def test_the_heads_default_is_auto_and_follows_the_cpu_flags(monkeypatch, flags, resolved):
+    """The default head's encoder: bf16 where the CPU flags say native bf16, else fp32 (today's encoder)."""
+    from marsctl import registry
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(encoder_precision, "cpu_flags", lambda path="/proc/cpuinfo": set(flags))
+    assert encoder_precision.native_bf16() is (resolved == "bf16")
+    for name in ("linear", "mlp"):
+        head = registry.create("head", name)
+        assert head.config.encoder_precision == "auto"  # the default
+        assert head.encoder.precision == resolved
+        assert (head.encoder.id == cache_id(default_encoder_path(), 256)) is (resolved == "fp32")
+        forced = registry.create("head", name, ["encoder_precision=fp32"])  # a forced fp32: today's encoder
+        assert forced.encoder.precision == "fp32" and forced.encoder.id == cache_id(default_encoder_path(), 256)
+
+
+def test_forced_fp32_through_the_head_equals_todays_vectors_bit_for_bit(tmp_path, monkeypatch, model, texts):
+    """``-p encoder_precision=fp32`` gives the head the vectors of before precisions existed, on a bf16 CPU too."""
+    from marsctl import registry
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(encoder_precision, "cpu_flags", lambda path="/proc/cpuinfo": set(AVX512_BF16))
+    head = registry.create("head", "mlp", ["encoder_precision=fp32"])  # its encoder as train and score build it
+    with monkeypatch.context() as m:
+        m.setattr(TorchBackend, "forward", todays_forward)
+        before = fresh(tmp_path, "today", model).encode(texts)
+    assert head.encoder.precision == "fp32"
+    assert np.array_equal(head.encoder.encode(texts), before)
+
+
 def test_a_cpu_with_bf16_resolves_auto_to_bf16(monkeypatch):
     monkeypatch.setattr(encoder_precision, "native_bf16", lambda device="cpu": True)
     assert resolve_precision("auto") == "bf16" and Encoder(precision="auto").precision == "bf16"
@@ -202,3 +248,21 @@ def test_a_bf16_model_on_a_cpu_without_bf16_scores_with_fp32_and_says_so(tmp_pat
     head = load_head(model)
     assert head.encoder.precision == "fp32"
     assert "trained on bf16 encoder vectors" in " ".join(capsys.readouterr().err.split())
+
+
+# -- refine: the run says which precision ran ------------------------------------------------------------------
+@pytest.mark.parametrize(("params", "rounds", "want"), [
+    ([], 1, "bf16" if NATIVE else "fp32"),  # the default (auto): what this CPU runs natively
+    (["-p", "encoder_precision=fp32"], 0, "fp32"),
+])
+def test_a_refine_run_records_the_precision_that_ran(tmp_path, params, rounds, want):
+    out = tmp_path / "run"
+    run_cli("refine", str(FIXTURES / "tiny.jsonl"), "--eval", str(FIXTURES / "tiny_test.jsonl"), "--rounds",
+            str(rounds), "--epochs", "2", "--out", str(out), *params, check=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())
+    assert [t["encoder_precision"] for t in manifest["timing"].values()] == [want] * (rounds + 1)
+    assert summary["timing"] == manifest["timing"]
+    for k in range(rounds + 1):
+        cfg = json.loads((out / f"round-{k}" / "model" / "config.json").read_text())
+        assert cfg["encoder"]["precision"] == want

@@ -26,6 +26,7 @@ def lines(rows: list[dict]) -> str:
 def model_dir(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
     out = tmp_path_factory.mktemp("stream") / "model"
     run_cli("train", str(TINY), "-o", str(out), "--epochs", "3", "--seed", "1",
+            "-p", "encoder_precision=fp32",  # the tests swap in an fp32 Encoder (the default is bf16 where native)
             env={"MARSCTL_CACHE_DIR": str(cache_dir)}, check=True)
     return out
 

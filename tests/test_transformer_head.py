@@ -13,7 +13,8 @@ import pytest
 pytest.importorskip("transformers")
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "transformer" / "pairs.jsonl"
-TINY = {"max_length": 40, "batch_size": 2, "epochs": 1, "lr": 1e-4, "warmup_ratio": 0.0}
+# precision=fp32: these tests pin the fp32 path (auto is bf16 on a CPU with native bf16 units).
+TINY = {"max_length": 40, "batch_size": 2, "epochs": 1, "lr": 1e-4, "warmup_ratio": 0.0, "precision": "fp32"}
 
 
 def _pairs() -> list[dict]:
@@ -48,7 +49,8 @@ def test_fit_changes_params_and_loss_is_finite(trained):
     assert len(head.history_) == 1 and math.isfinite(head.history_[0]["loss"])
     m = head.manifest_
     assert (m["n_pairs"], m["steps"], m["world_size"], m["global_batch"]) == (2, 1, 1, 2)
-    assert m["template"] == "pair" and m["precision"] == "no"
+    assert m["template"] == "pair" and m["precision"] == "fp32"
+    assert m["attention"] == "sdpa" and head.model_.config._attn_implementation == "sdpa"  # fp32: as before
 
 
 def test_same_seed_same_scores_and_seed_matters(head_cls, trained):
@@ -195,7 +197,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MARSCTL_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1"}
-    cfg = {"max_length": 48, "epochs": 1, "lr": 1e-4, "warmup_ratio": 0.0}
+    cfg = {"max_length": 48, "epochs": 1, "lr": 1e-4, "warmup_ratio": 0.0, "precision": "fp32"}
     runs = {}
     for name, nproc, bs in (("one", 1, 8), ("two", 2, 4)):
         out = tmp_path / name
@@ -239,3 +241,116 @@ def test_refine_and_compare_run_with_the_transformer_head(tmp_path):
                    "--test-frac", "0.4", "--out", str(tmp_path / "cmp"), check=True)
     assert "compare, epochs protocol" in proc.stderr
     assert (tmp_path / "cmp" / "table.md").exists()
+
+
+# -- precision: bf16 autocast with fp32 master weights where the CPU has native bf16 units -------------
+SMALL = {**TINY, "max_length": 32, "batch_size": 4}
+
+
+@pytest.fixture
+def no_bf16(monkeypatch):
+    """This machine as one without bf16 units: the CPU flags read from /proc/cpuinfo lack them."""
+    from marsctl.embed import precision
+
+    flags = precision.cpu_flags() - set(precision.BF16_CPU_FLAGS)
+    monkeypatch.setattr(precision, "cpu_flags", lambda path="/proc/cpuinfo": flags)
+    assert not precision.native_bf16()
+
+
+def _needs_native_bf16() -> None:
+    from marsctl.embed.precision import native_bf16
+
+    if not native_bf16():
+        pytest.skip("this CPU has no native bf16 units (the bf16 path refuses to run emulated)")
+
+
+def test_bf16_trains_and_scores_close_to_fp32(head_cls):
+    """bf16 trains (eager attention, then SDPA again) and scores in bf16: finite, margins follow fp32's."""
+    import math
+    import statistics
+
+    _needs_native_bf16()
+    pairs = _pairs()
+    heads = {}
+    for p in ("fp32", "bf16"):
+        heads[p] = head_cls(head_cls.Config(**{**SMALL, "precision": p}), seed=0).fit(pairs[:8])
+    m = heads["bf16"].manifest_
+    assert (m["precision"], m["attention"]) == ("bf16", "eager")
+    assert heads["bf16"].model_.config._attn_implementation == "sdpa"  # the saved model keeps its own
+    assert all(p.dtype.is_floating_point and str(p.dtype) == "torch.float32"
+               for p in heads["bf16"].model_.parameters())  # fp32 master weights
+    assert math.isfinite(heads["bf16"].history_[0]["loss"])
+    test = pairs[32:48]
+    margins = {p: [r["pred_margin"] for r in h.score(test)] for p, h in heads.items()}
+    assert all(math.isfinite(x) for x in margins["bf16"])
+    assert margins["bf16"] != margins["fp32"]  # bf16 really ran (its rounding shows)
+    assert statistics.correlation(margins["bf16"], margins["fp32"]) > 0.95
+
+
+def test_auto_falls_back_to_fp32_without_bf16_units(head_cls, no_bf16):
+    from marsctl.errors import ConfigError
+    from marsctl_plugins.heads.transformer.distributed import resolve_precision
+
+    assert resolve_precision("auto", "cpu") == "no" and resolve_precision("fp32", "cpu") == "no"
+    head = head_cls(head_cls.Config(**{**SMALL, "precision": "auto"}), seed=0).fit(_pairs()[:4])
+    assert (head.manifest_["precision"], head.manifest_["attention"]) == ("fp32", "sdpa")
+    assert head.extra_config()["precision"] == "fp32"
+    with pytest.raises(ConfigError, match="precision=bf16: this CPU has no native bf16 units"):
+        head_cls(head_cls.Config(**{**SMALL, "precision": "bf16"}), seed=0).fit(_pairs()[:4])
+
+
+NO_BF16_CLI = """
+import sys
+from marsctl.embed import precision
+precision.cpu_flags = lambda path="/proc/cpuinfo": set()
+from marsctl.cli.app import main
+sys.argv = ["marsctl", *sys.argv[1:]]
+main()
+"""
+
+
+def test_forced_bf16_without_units_is_one_clear_error(tmp_path):
+    """marsctl train -p precision=bf16 on a CPU without bf16 units: exit 2, one Error line, no model dir."""
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _pairs()[:4]))
+    env = {**os.environ, "MARSCTL_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", NO_BF16_CLI, "train", str(data), "--head", "transformer",
+                           "-p", "precision=bf16", "-p", "max_length=32", "-o", str(tmp_path / "m")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "no native bf16 units" in errors[0], proc.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_precision_is_recorded_and_reloaded(head_cls, tmp_path, capsys, monkeypatch):
+    """marsctl.json records the precision; a reload under auto uses it; bf16 without units runs fp32."""
+    from marsctl.embed.precision import native_bf16
+    from marsctl.errors import ConfigError
+    from marsctl.modeldir import load_head
+
+    want = "bf16" if native_bf16() else "fp32"
+    head = head_cls(head_cls.Config(**{**SMALL, "precision": "auto"}), seed=0).fit(_pairs()[:4])
+    head.save(tmp_path / "m")
+    meta_path = tmp_path / "m" / "marsctl.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["precision"] == want == head.manifest_["precision"] and meta["config"]["precision"] == "auto"
+    loaded = load_head(tmp_path / "m", expect="transformer")
+    assert loaded.config.precision == want and loaded.precision() == want
+    forced = load_head(tmp_path / "m", expect="transformer", overrides=["precision=fp32"])
+    assert forced.precision() == "fp32"
+
+    meta_path.write_text(json.dumps({**meta, "precision": "bf16"}))  # as written on a bf16 machine
+    from marsctl.embed import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda path="/proc/cpuinfo": set())
+    capsys.readouterr()
+    moved = load_head(tmp_path / "m", expect="transformer")
+    assert moved.config.precision == "fp32" and moved.precision() == "fp32"
+    assert "trained in bf16" in capsys.readouterr().err
+    moved.fit(_pairs()[4:6], epochs=1)  # continues (resumes) in fp32 there
+    assert moved.manifest_["precision"] == "fp32"
+
+    meta_path.write_text(json.dumps({**meta, "precision": "fp8"}))
+    with pytest.raises(ConfigError, match="field 'precision' must be fp32, bf16 or fp16"):
+        load_head(tmp_path / "m", expect="transformer")

@@ -36,12 +36,14 @@ def _root(
 
 def _register() -> None:
     from marsctl.cli import (
+        active,
         augment,
         compare,
         convert,
         evaluate,
         export,
         plugins,
+        query,
         refine,
         report,
         score,
@@ -49,9 +51,10 @@ def _register() -> None:
         train,
     )
 
-    for mod in (train, score, select, augment, refine, evaluate, compare, convert, export, report):
+    for mod in (train, score, select, augment, refine, evaluate, compare, convert, export, report, query):
         mod.register(app)
     app.add_typer(plugins.app, name="plugins")
+    app.add_typer(active.app, name="active")  # marsctl active simulate: the labeling simulation
 
 
 _register()

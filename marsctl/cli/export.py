@@ -29,4 +29,5 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("export writes a binary file: give -o FILE, not '-'", hint="e.g. -o rm.onnx")
         info = export_onnx(model, output)
         ui.info(f"exported {model} → {info['output']} ({info['bytes'] / 1e6:.1f} MB; inputs: "
-                f"{', '.join(info['inputs'])}; largest difference to marsctl score: {info['max_abs_diff']:.1e})")
+                f"{', '.join(info['inputs'])}; largest difference to marsctl score with the encoder in fp32: "
+                f"{info['max_abs_diff']:.1e})")

@@ -24,11 +24,12 @@ class EmbeddingCache(SQLiteStore):
     def _fits(self, v: np.ndarray) -> bool:
         return (self.dim is None or v.shape == (self.dim,)) and bool(np.isfinite(v).all())
 
-    def get_matrix(self, keys: list[bytes], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    def get_matrix(self, keys: list[bytes], dim: int, count: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """``(vectors, found)`` for distinct ``keys``: a (len(keys), dim) float32 array and a bool mask of hits.
 
         The bulk form of ``get_many`` (decoded and checked all at once, for speed); a stored vector of
-        another length or holding NaN/inf is a miss, counted in ``invalid`` with one warning.
+        another length or holding NaN/inf is a miss, counted in ``invalid`` with one warning (``count``
+        false: neither, for a caller that looks again through a path that counts).
         """
         out = np.zeros((len(keys), dim), dtype=np.float32)
         found = np.zeros(len(keys), dtype=bool)
@@ -45,6 +46,6 @@ class EmbeddingCache(SQLiteStore):
             idx = np.asarray(rows)[ok]
             out[idx] = vecs[ok]
             found[idx] = True
-        if bad:
+        if bad and count:
             self.count_invalid(bad)
         return out, found

@@ -115,6 +115,7 @@ class Encoder:
         if self.precision != "fp32":  # fp32 keys stay those from before precisions existed
             self.id += f":{PRECISION_FORMAT[self.precision]}"
         self._cache = cache
+        self._dim: int | None = None
         self.torch = TorchBackend(self.model_path, max_seq_length, device, self.precision)
         self._engine: Backend | None = None
         self.stats = {"hits": 0, "misses": 0, "embed_seconds": 0.0}
@@ -129,10 +130,12 @@ class Encoder:
 
     @property
     def dim(self) -> int:
-        """Embedding width, read from the model config without loading it."""
-        cfg = Path(self.model_path) / "config.json"
-        data = json.loads(cfg.read_text())
-        return backend_dim(self.backend, int(data.get("hidden_size") or data.get("d_model")))
+        """Embedding width, read from the model config without loading it (once)."""
+        if self._dim is None:
+            cfg = Path(self.model_path) / "config.json"
+            data = json.loads(cfg.read_text())
+            self._dim = backend_dim(self.backend, int(data.get("hidden_size") or data.get("d_model")))
+        return self._dim
 
     def describe(self) -> dict[str, Any]:
         """Facts for config.json."""
@@ -207,6 +210,23 @@ class Encoder:
         out = vecs[rows]
         self._last[side] = (list(texts), out)
         return out.copy()
+
+    def cached(self, texts: list[str], side: str = "response") -> np.ndarray | None:
+        """The vectors :meth:`encode` would give for ``texts`` when every one is in the cache, else None.
+
+        One matrix look-up, nothing embedded and nothing counted (``stats`` are the caller's to count); a
+        damaged entry makes it None, and :meth:`encode` then warns about it and embeds the text again.
+        """
+        index: dict[str, int] = {}
+        for t in texts:
+            index.setdefault(t, len(index))
+        dim = self.dim
+        if not index:
+            return np.zeros((0, dim), np.float32)
+        vecs, hit = self.cache.get_matrix([self.key(t, side) for t in index], dim, count=False)
+        if not hit.all():
+            return None
+        return vecs[[index[t] for t in texts]]
 
     def _embed_missing(self, missing: dict[bytes, str], side: str, found: dict[bytes, Any]) -> None:
         """Embed ``missing`` (key → text) in canonical batches, store each batch in the cache as it is done."""

@@ -134,6 +134,8 @@ class _Plan:
     pieces: list[str]
     words: list[_Word]
     swaps: list[tuple[int, int]]  # indices into words: "X and Y", "X or Y"
+    with_syn: list[_Word] = field(default_factory=list)  # the words that have synonyms (made once, not per edit)
+    deletable: list[_Word] = field(default_factory=list)  # the words that may be deleted
 
 
 class EDAAugmenter(Augmenter):
@@ -217,7 +219,7 @@ class EDAAugmenter(Augmenter):
             start = piece in MARKERS or piece.rstrip(_CLOSERS).endswith((".", "!", "?", ":"))
             prev = piece
         swaps = [(a, a + 1) for a in range(len(words) - 1) if _swappable(pieces, words[a], words[a + 1])]
-        return _Plan(pieces, words, swaps)
+        return _Plan(pieces, words, swaps, [w for w in words if w.synonyms], [w for w in words if w.deletable])
 
     def _word(self, pieces: list[str], i: int, start: bool, prev: str) -> _Word | None:
         m = _WORDLIKE.fullmatch(pieces[i])
@@ -243,18 +245,20 @@ class EDAAugmenter(Augmenter):
         """One variant: a few synonym replacements, nearby swaps and deletions (at least one edit)."""
         cfg, words = self.config, plan.words
         m = len(words)
-        k_syn, k_swap, k_del = (int(p * m + rng.random()) for p in (cfg.p_synonym, cfg.p_swap, cfg.p_delete))
-        with_syn = [w for w in words if w.synonyms]
+        k_syn = int(cfg.p_synonym * m + rng.random())
+        k_swap = int(cfg.p_swap * m + rng.random())
+        k_del = int(cfg.p_delete * m + rng.random())
+        with_syn = plan.with_syn
         if k_syn + k_swap + k_del == 0:
             feasible = (("syn", cfg.p_synonym, with_syn), ("swap", cfg.p_swap, plan.swaps),
-                        ("del", cfg.p_delete, any(w.deletable for w in words)))
+                        ("del", cfg.p_delete, bool(plan.deletable)))
             ops = [(op, p) for op, p, ok in feasible if ok and p > 0]
             if ops:
                 op = rng.choices([o for o, _ in ops], weights=[p for _, p in ops])[0]
                 k_syn, k_swap, k_del = int(op == "syn"), int(op == "swap"), int(op == "del")
         out = list(plan.pieces)
         used: set[int] = set()
-        for w in rng.sample(with_syn, min(k_syn, len(with_syn))):
+        for w in rng.sample(with_syn, min(k_syn, len(with_syn))) if k_syn else ():  # sample(.., 0) draws nothing
             out[w.at] = w.lead + recase(rng.choice(w.synonyms), w.title) + w.trail
             used.add(w.at)
         for _ in range(k_swap):
@@ -265,7 +269,9 @@ class EDAAugmenter(Augmenter):
             wa, wb = words[a], words[b]
             out[wa.at], out[wb.at] = wa.lead + wb.core + wa.trail, wb.lead + wa.core + wb.trail
             used.update((wa.at, wb.at))
-        dels = [w for w in words if w.deletable and w.at not in used]
+        if not k_del:
+            return "".join(out)
+        dels = [w for w in plan.deletable if w.at not in used]
         for w in rng.sample(dels, min(k_del, len(dels))):
             out[w.at - 1] = out[w.at] = ""
         return "".join(out)

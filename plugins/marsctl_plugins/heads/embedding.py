@@ -73,8 +73,9 @@ class LinearConfig(BTLossConfig):
     max_seq_length: int = field(default=256, metadata={"help": "Word pieces the encoder reads per text."})
     encoder_backend: str = field(default="torch", metadata={
         "help": "How the encoder runs: " + "; ".join(f"{k}: {v}" for k, v in BACKENDS.items()) + "."})
-    # fp32 stays the default until a 5-seed compare on the three shared sets shows bf16 within 0.3 points (issue 20).
-    encoder_precision: str = field(default="fp32", metadata={
+    # auto: bf16 kept cosine >= 0.99992 to fp32 and a 5-seed compare within 0.3 points on the three shared sets
+    # (benchmarks/results/precision.md, compare_precision/; issue 20).
+    encoder_precision: str = field(default="auto", metadata={
         "help": "The encoder's arithmetic (torch backend; bf16 vectors are cached apart, and a model dir "
                 "records it and scores with it): " + "; ".join(f"{k}: {v}" for k, v in PRECISIONS.items()) + "."})
     # length=term: +0.2, +5.2 and +3.9 points over off on the three shared sets (benchmarks/heads.py).
@@ -126,6 +127,14 @@ class MLPConfig(LinearConfig):
         super().__post_init__()
         check_interval(self.hidden, "hidden", self.owner, kind=int, low=1, high=MAX_HIDDEN)
         check_interval(self.dropout, "dropout", self.owner, low=0, high=1, closed="left")
+
+
+def _blocks(blocks: tuple[str, ...], p: Any, r: Any) -> list[Any]:
+    """The feature blocks (``FEATURES``) of float32 prompt vectors ``p`` and response vectors ``r``."""
+    import numpy as np
+
+    make = {"r": lambda: r, "p": lambda: p, "p*r": lambda: p * r, "|p-r|": lambda: np.abs(p - r)}
+    return [make[b]() for b in blocks]
 
 
 class LinearHead(Head):
@@ -286,14 +295,17 @@ class LinearHead(Head):
         return np.bincount(rng.integers(0, n, n), minlength=n).tolist()
 
     def _optimizer(self, member: Any) -> Any:
-        """AdamW: the quality network at lr/weight_decay, the length term at its own length_lr/length_decay."""
-        import torch
+        """AdamW: the quality network at lr/weight_decay, the length term at its own length_lr/length_decay.
+
+        ``nets.AdamW``: torch's arithmetic, bit for bit, without ``torch.optim``'s 1.7 s import of torch._dynamo.
+        """
+        from marsctl_plugins.heads.nets import AdamW
 
         groups = [{"params": list(member.quality.parameters())}]
         if member.length is not None:
             groups.append({"params": list(member.length.parameters()), "lr": self.config.length_lr,
                            "weight_decay": self.config.length_decay})
-        return torch.optim.AdamW(groups, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        return AdamW(groups, lr=self.config.lr, weight_decay=self.config.weight_decay)
 
     def _train_loop(self, member: Any, rows: dict[str, Any], epochs: int, shuffle: int) -> tuple[int, list[float]]:
         """Mini-batch AdamW on the weighted BT loss; (optimiser steps, weighted mean loss per epoch)."""
@@ -364,8 +376,16 @@ class LinearHead(Head):
 
     def score_members(self, prompts: list[str], chosen: list[str], rejected: list[str],
                       batch_size: int | None = None) -> PairRewards:
-        """Each member's rewards of chosen and rejected, and their length parts (None with length=off)."""
+        """Each member's rewards of chosen and rejected, and their length parts (None with length=off).
+
+        When every text is in the embedding cache, the features of all the pairs are looked up at once
+        (:meth:`_warm_rewards`); else batch by batch, each batch's new texts embedded as they come. Both
+        run the float64 network on the same batches of ``batch_size`` pairs, so they give the same bits.
+        """
         size = batch_size or self.score_batch_size
+        warm = self._warm_rewards(prompts, chosen, rejected, size)
+        if warm is not None:
+            return warm
         out = PairRewards([[] for _ in self._ensure_model().members], [[] for _ in self.model_.members],
                           [[] for _ in self.model_.members], [[] for _ in self.model_.members])
         for i in range(0, len(prompts), size):
@@ -378,6 +398,53 @@ class LinearHead(Head):
         if self.config.length != "term":
             out.length_chosen = out.length_rejected = None
         return out
+
+    def _warm_rewards(self, prompts: list[str], chosen: list[str], rejected: list[str],
+                      size: int) -> PairRewards | None:
+        """:meth:`score_members` when every text is cached (None when one is not): one look-up per side.
+
+        The network runs on the batches of ``size`` pairs the batch-by-batch path uses (their features
+        made batch by batch, so memory holds the chunk's float32 vectors and one batch's float64
+        features), and the encoder's hit counts grow as they would there (a batch's prompts are asked
+        for once per side).
+        """
+        import numpy as np
+        import torch
+
+        blocks = FEATURES[self.config.features]
+        enc = self.encoder
+        if not hasattr(enc, "cached"):  # an encoder object of another kind: the batch-by-batch path
+            return None
+        p = None
+        if any("p" in b for b in blocks):
+            p = enc.cached(prompts, "prompt")
+            if p is None:
+                return None
+        vecs = []
+        for texts in (chosen, rejected):
+            r = enc.cached(texts, "response")
+            if r is None:
+                return None
+            vecs.append(r)
+        enc.stats["hits"] += 2 * len(prompts) * (2 if p is not None else 1)
+        model = self._float64_model()
+        full: list[list[list[float]]] = []
+        length: list[list[list[float]]] = []
+        with torch.no_grad(), torch_threads(self.config.threads):
+            for r, texts in zip(vecs, (chosen, rejected), strict=True):
+                chars = torch.tensor([float(len(t)) for t in texts], dtype=torch.float64)
+                runs: list[list[Any]] = [[] for _ in model.members]
+                for i in range(0, len(texts), size):
+                    parts = _blocks(blocks, None if p is None else p[i : i + size], r[i : i + size])
+                    # the float32 features _features makes, widened to float64 in the same copy
+                    x = torch.from_numpy(np.concatenate(parts, axis=1, dtype=np.float64))
+                    for k, m in enumerate(model.members):
+                        runs[k].append(m(x, chars[i : i + size]))
+                full.append([torch.cat([q + ell for q, ell in run]).tolist() if run else [] for run in runs])
+                length.append([torch.cat([ell for _, ell in run]).tolist() if run else [] for run in runs])
+        if self.config.length != "term":
+            return PairRewards(full[0], full[1])
+        return PairRewards(full[0], full[1], length[0], length[1])
 
     def last_hidden(self, prompts: list[str], responses: list[str]) -> Any:
         """Inputs to the last linear layer (for the curvature trace); None for an ensemble of several networks."""

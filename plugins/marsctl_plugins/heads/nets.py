@@ -89,3 +89,52 @@ class Ensemble(torch.nn.Module):
         """Load tensors named as :meth:`file_state` names them (checked by the caller)."""
         names = self.file_names()
         self.load_state_dict({native: state[name] for native, name in names.items()})
+
+
+class AdamW:
+    """AdamW as ``torch.optim.AdamW`` computes it on CPU (its single-tensor path), without its start-up cost.
+
+    ``torch.optim.Optimizer`` imports ``torch._dynamo`` on its first use (1.7 s of a warm refine's 13 s,
+    perf_notes.md). This is the same arithmetic, operation for operation (betas 0.9/0.999, eps 1e-8,
+    decoupled weight decay, no amsgrad), so the trained weights are the same bits: checked against
+    ``torch.optim.AdamW`` in tests/test_fast_paths.py. ``groups``: dicts with ``params`` and optionally their
+    own ``lr`` and ``weight_decay``, as torch takes them.
+    """
+
+    def __init__(self, groups: list[dict[str, Any]], lr: float, weight_decay: float,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.groups = [{"lr": lr, "weight_decay": weight_decay, **g, "params": list(g["params"])} for g in groups]
+        self.beta1, self.beta2 = betas
+        self.eps = eps
+        self.state: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def zero_grad(self) -> None:
+        """Drop the gradients (``set_to_none``, torch's default)."""
+        for g in self.groups:
+            for p in g["params"]:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every parameter that has a gradient."""
+        beta1, beta2 = self.beta1, self.beta2
+        for g in self.groups:
+            lr, wd = g["lr"], g["weight_decay"]
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                if id(p) not in self.state:
+                    self.state[id(p)] = (torch.zeros_like(p, memory_format=torch.preserve_format),
+                                         torch.zeros_like(p, memory_format=torch.preserve_format),
+                                         torch.tensor(0.0, dtype=torch.float32))  # torch's step counter
+                exp_avg, exp_avg_sq, step_t = self.state[id(p)]
+                step_t += 1
+                step = step_t.item()
+                if wd != 0:
+                    p.mul_(1 - lr * wd)
+                grad = p.grad
+                exp_avg.lerp_(grad, 1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                step_size = lr / (1 - beta1**step)
+                denom = (exp_avg_sq.sqrt() / (1 - beta2**step) ** 0.5).add_(self.eps)
+                p.addcdiv_(exp_avg, denom, value=-step_size)

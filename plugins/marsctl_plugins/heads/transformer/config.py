@@ -38,7 +38,8 @@ class TransformerConfig(BTLossConfig):
         "help": "Dropout probability set on every dropout layer while training (-1 keeps the model's; "
                 "0 is TRL's disable_dropout default)."})
     precision: str = field(default="auto", metadata={
-        "help": "auto (bf16 on a GPU that has it, else fp32) | fp32 | bf16 | fp16 (mixed precision)."})
+        "help": "auto (bf16 where the CPU or GPU runs it natively, else fp32) | fp32 | bf16 (autocast, fp32 "
+                "master weights; native units only) | fp16 (CUDA). Recorded in the model directory."})
     gradient_checkpointing: bool = field(default=False, metadata={
         "help": "Recompute activations in the backward pass (less memory, ~30% slower)."})
     eval_batch_size: int = field(default=32, metadata={

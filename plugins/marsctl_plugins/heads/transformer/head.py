@@ -22,10 +22,14 @@ from marsctl.plugin import Head, derive_seed
 from marsctl_plugins.heads.transformer.config import TransformerConfig
 from marsctl_plugins.heads.transformer.distributed import (
     accelerator,
+    attention_name,
+    cpu_training_attention,
     default_device_type,
     env_local_rank,
     env_rank,
+    loaded_precision,
     optimizer_step,
+    precision_name,
     resolve_precision,
 )
 from marsctl_plugins.heads.transformer.encoding import (
@@ -284,6 +288,7 @@ class TransformerHead(Head):
         steps_per_epoch = math.ceil(len(items) / per_step) if items else 0
         total = steps_per_epoch * epochs
         model = self.model_
+        attention = cpu_training_attention(model, acc.mixed_precision, acc.device.type)
         self._set_dropout(model)
         if self.config.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -314,10 +319,13 @@ class TransformerHead(Head):
                                       "accuracy": round(float(sums[1]) / n, 6)})
         train_seconds = time.perf_counter() - t_train
         self._finish(acc, model)
+        if attention is not None:  # scoring (and the saved model) keep the model's own attention
+            self.model_.set_attn_implementation(attention)
         self._fits += 1
         self.manifest_ = {
             "seed": self.seed, "n_pairs": len(items), "epochs": epochs, "steps": total,
-            "global_batch": per_step, "world_size": world, "precision": acc.mixed_precision,
+            "global_batch": per_step, "world_size": world, "precision": precision_name(acc.mixed_precision),
+            "attention": attention_name(self.model_, attention),
             "device": str(acc.device), "backbone": self.backbone_, "template": self.template_,
             "max_length": self.max_length_, "truncation": TRUNCATION_RULE, **enc_stats,
             "final_loss": self.history_[-1]["loss"] if self.history_ else None,
@@ -398,6 +406,18 @@ class TransformerHead(Head):
         """Rewards r(x, y), computed in length-sorted batches of ``eval_batch_size`` texts."""
         return self._rewards(prompts, responses, self.config.eval_batch_size)
 
+    def _score_precision(self, device_type: str) -> str:
+        """accelerate's mixed_precision for scoring: the fit's, else ``precision`` resolved here (fp16: CUDA only)."""
+        if self._acc is not None:
+            return str(self._acc.mixed_precision)
+        if self.config.precision == "fp16" and device_type != "cuda":
+            return "no"
+        return resolve_precision(self.config.precision, device_type)
+
+    def precision(self) -> str:
+        """The precision this head trains and scores in here: fp32, bf16 or fp16 (recorded as ``precision``)."""
+        return precision_name(self._score_precision(self._score_device().type))
+
     def _rewards(self, prompts: list[str], responses: list[str], bs: int) -> list[float]:
         import torch
 
@@ -411,8 +431,8 @@ class TransformerHead(Head):
         device = self._score_device()
         model = self.model_.to(device)
         model.eval()
-        mp = resolve_precision(self.config.precision, device.type) if device.type == "cuda" else "no"
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16 if mp == "bf16" else torch.float16)
+        mp = self._score_precision(device.type)
+        autocast = (torch.autocast(device.type, dtype=torch.bfloat16 if mp == "bf16" else torch.float16)
                     if mp != "no" else contextlib.nullcontext())
         order = sorted(range(len(feats)), key=lambda i: len(feats[i]["input_ids"]))
         out = [0.0] * len(feats)
@@ -460,7 +480,17 @@ class TransformerHead(Head):
         """Facts for the metadata file: backbone, template, effective max_length, truncation rule."""
         return {"backbone": self.backbone_ or self.config.model_path, "template": self.template_,
                 "max_length": self.max_length_, "truncation": TRUNCATION_RULE,
-                "added_pad_token": self.added_pad_token_, "hf_format": True}
+                "added_pad_token": self.added_pad_token_, "hf_format": True, "precision": self.precision()}
+
+    @classmethod
+    def config_for_dir(cls, config: Any, meta: dict[str, Any], path: Path) -> Any:
+        """The saved config, with ``precision`` the recorded one under ``auto`` (``distributed.loaded_precision``)."""
+        import dataclasses
+
+        if meta.get("precision") is None:  # written before the precision was recorded: as saved
+            return config
+        where = f"model dir {path}: {cls.meta_file}"
+        return dataclasses.replace(config, precision=loaded_precision(config.precision, meta["precision"], where))
 
 
 def _step_weight(step_idx: list[int], pad: int, weights: list[float] | None) -> float:

@@ -7,7 +7,7 @@
 # a summary (benchmarks/active_summary.py).
 #   bash benchmarks/active.sh [SHARED_DIR] [SCRATCH_DIR] [HEAD_PARAM ...]
 # The second table of docs/labeling.md (the head trained 10 epochs a round):
-#   RESULTS=benchmarks/results/active/epochs10 bash benchmarks/active.sh ../shared runs/active10 epochs=10
+#   RESULTS=benchmarks/results/active/epochs10 bash benchmarks/active.sh DATA_ROOT runs/active10 epochs=10
 set -euo pipefail
 shared=${1:-../shared} scratch=${2:-runs/active} results=${RESULTS:-benchmarks/results/active}
 shift $(( $# > 2 ? 2 : $# ))

@@ -180,6 +180,7 @@ def test_forced_fp32_through_the_head_equals_todays_vectors_bit_for_bit(tmp_path
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(encoder_precision, "cpu_flags", lambda path="/proc/cpuinfo": set(AVX512_BF16))
     monkeypatch.setenv("MARSCTL_CACHE_DIR", str(tmp_path / "head-cache"))  # cold: no vector from other company
+    monkeypatch.setattr("marsctl.embed.encoder._ENCODERS", {})  # and a new encoder, not one an earlier test warmed
     head = registry.create("head", "mlp", ["encoder_precision=fp32"])  # its encoder as train and score build it
     with monkeypatch.context() as m:
         m.setattr(TorchBackend, "forward", todays_forward)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from marsctl.errors import DataError
-from marsctl.messages import check_messages, join_contents, render_messages, shared_prefix
+from marsctl.messages import check_messages, join_contents, render_messages, shared_prefix, string_field
 
 PREFERRED = {"a": "a", "b": "b", "tie": None}  # the labels a labeler writes (case and spaces ignored)
 WINNER = {"model_a": "a", "model_b": "b", "tie": None, "tie (bothbad)": None}  # arena's winner field
@@ -59,21 +59,14 @@ def label_field(row: dict[str, Any]) -> str | None:
     return "winner" if "winner" in row else None
 
 
-def _string(row: dict[str, Any], field: str, where: str) -> str:
-    value = row[field]
-    if not isinstance(value, str):
-        msg = f"{where}: field '{field}' must be a string, got {type(value).__name__}"
-        raise DataError(msg)
-    return value
-
-
 def pair_texts(row: dict[str, Any], where: str) -> tuple[str, str, str]:
     """A judgement row's (prompt, response a, response b) texts; a DataError names a missing or bad field."""
     if "response_a" in row and "response_b" in row:
         if "prompt" not in row:
             msg = f"{where}: missing field 'prompt' (a pair of response_a and response_b needs the prompt they answer)"
             raise DataError(msg)
-        return _string(row, "prompt", where), _string(row, "response_a", where), _string(row, "response_b", where)
+        prompt, a, b = (string_field(row, f, where) for f in ("prompt", "response_a", "response_b"))
+        return prompt, a, b
     if "conversation_a" not in row or "conversation_b" not in row:
         msg = f"{where}: missing field 'response_b' (a pairwise judgement needs response_a and response_b, " \
               "or conversation_a and conversation_b)"

@@ -54,3 +54,12 @@ def shared_prefix(first: Messages, second: Messages) -> int:
     while n < min(len(first), len(second)) - 1 and first[n] == second[n]:
         n += 1
     return n
+
+
+def string_field(row: dict[str, Any], field: str, where: str) -> str:
+    """``row[field]``, refused unless it is a string (the one check of a text field, for every row reader)."""
+    value = row[field]
+    if not isinstance(value, str):
+        msg = f"{where}: field '{field}' must be a string, got {type(value).__name__}"
+        raise DataError(msg)
+    return value

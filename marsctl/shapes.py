@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from marsctl.errors import DataError
-from marsctl.messages import Messages, check_messages, join_contents, render_messages, shared_prefix
+from marsctl.messages import Messages, check_messages, join_contents, render_messages, shared_prefix, string_field
 
 HH_SPLIT = "\n\nAssistant:"
 SOURCE = "_source"  # private key: the consumed original fields of a conversational row and its texts
@@ -73,14 +73,6 @@ def _need(row: dict[str, Any], fields: tuple[str, ...], where: str, shape: str) 
             raise DataError(msg, hint=ACCEPTED_HINT)
 
 
-def _string(row: dict[str, Any], field: str, where: str) -> str:
-    value = row[field]
-    if not isinstance(value, str):
-        msg = f"{where}: field '{field}' must be a string, got {type(value).__name__}"
-        raise DataError(msg)
-    return value
-
-
 def _parse_trl_chat(row: dict[str, Any], where: str) -> list[dict[str, Any]]:
     _need(row, ("chosen", "rejected"), where, "trl-chat")
     chosen = check_messages(row["chosen"], where, "chosen")
@@ -96,7 +88,7 @@ def _parse_trl_chat(row: dict[str, Any], where: str) -> list[dict[str, Any]]:
 
 def _parse_ultrafeedback(row: dict[str, Any], where: str) -> list[dict[str, Any]]:
     _need(row, ("prompt", "chosen", "rejected"), where, "ultrafeedback")
-    _string(row, "prompt", where)
+    string_field(row, "prompt", where)
     chosen = check_messages(row["chosen"], where, "chosen")
     rejected = check_messages(row["rejected"], where, "rejected")
     n = shared_prefix(chosen, rejected)
@@ -145,9 +137,9 @@ def split_implicit(chosen: str, rejected: str) -> Pair | None:
 
 def _parse_strings(row: dict[str, Any], where: str, shape: str) -> list[dict[str, Any]]:
     _need(row, ("chosen", "rejected"), where, shape)
-    chosen, rejected = _string(row, "chosen", where), _string(row, "rejected", where)
+    chosen, rejected = string_field(row, "chosen", where), string_field(row, "rejected", where)
     if "prompt" in row:
-        return [{"prompt": _string(row, "prompt", where), "chosen": chosen, "rejected": rejected}]
+        return [{"prompt": string_field(row, "prompt", where), "chosen": chosen, "rejected": rejected}]
     split = _split_hh(chosen, rejected) if shape != "trl" else None
     split = split or (split_implicit(chosen, rejected) if shape != "hh" else None)
     if split is None:
@@ -159,7 +151,7 @@ def _parse_strings(row: dict[str, Any], where: str, shape: str) -> list[dict[str
 
 def _parse_rewardbench2(row: dict[str, Any], where: str) -> list[dict[str, Any]]:
     _need(row, ("prompt", "chosen", "rejected"), where, "rewardbench2")
-    prompt = _string(row, "prompt", where)
+    prompt = string_field(row, "prompt", where)
     lists = {}
     for field in ("chosen", "rejected"):
         value = row[field]
@@ -178,8 +170,8 @@ def _parse_rewardbench2(row: dict[str, Any], where: str) -> list[dict[str, Any]]
 
 def _parse_pku(row: dict[str, Any], where: str, key: str) -> list[dict[str, Any]]:
     _need(row, ("prompt", "response_0", "response_1", key), where, "pku")
-    prompt = _string(row, "prompt", where)
-    r0, r1 = _string(row, "response_0", where), _string(row, "response_1", where)
+    prompt = string_field(row, "prompt", where)
+    r0, r1 = string_field(row, "response_0", where), string_field(row, "response_1", where)
     best = row[key]
     if best not in (0, 1) or isinstance(best, bool):
         msg = f"{where}: field '{key}' must be 0 or 1, got {best!r}"
